@@ -1,0 +1,140 @@
+//! Configuration, read from `JOBS_GATEWAY_*` environment variables (see README.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which controller runs continuous jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContinuousKind {
+    ReplicationController,
+    Deployment,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Direct mTLS listener (tool certificates); `None` disables it.
+    pub direct_addr: Option<SocketAddr>,
+    /// Listener for the jobs ingress (ingress client certificate + subject header).
+    pub ingress_addr: Option<SocketAddr>,
+    /// Plain-HTTP admin port: /healthz, /readyz.
+    pub admin_addr: Option<SocketAddr>,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// CA bundle that signs tool certificates.
+    pub client_ca: PathBuf,
+    /// CA bundle that signs the ingress's client certificate.
+    pub ingress_ca: PathBuf,
+    /// Common name the ingress's client certificate must carry.
+    pub ingress_cn: String,
+    pub kube_url: String,
+    pub kube_ca: PathBuf,
+    pub home_root: PathBuf,
+    pub organisation: String,
+    pub continuous_kind: ContinuousKind,
+    /// Upper bound for one read of a tool's credential files (NFS can hang).
+    pub fs_timeout: Duration,
+    /// Upper bound for one call to the apiserver.
+    pub kube_timeout: Duration,
+    /// Most kube clients kept warm at once.
+    pub client_cache_size: usize,
+    /// Optional YAML file with the image list.
+    pub images_file: Option<PathBuf>,
+    pub log_json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn addr(name: &str, default: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    let raw = match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => return Ok(None),
+        Ok(v) => v,
+        Err(_) => match default {
+            Some(d) => d.to_string(),
+            None => return Ok(None),
+        },
+    };
+    raw.parse().map(Some).map_err(|_| {
+        ConfigError(format!(
+            "{name}={raw:?} is not an address like 127.0.0.1:8443"
+        ))
+    })
+}
+
+fn required(name: &str) -> Result<String, ConfigError> {
+    var(name).ok_or_else(|| ConfigError(format!("{name} must be set")))
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError(format!("{name}={v:?} is not a number"))),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let client_ca = PathBuf::from(required("JOBS_GATEWAY_CLIENT_CA")?);
+        let continuous_kind = match var("JOBS_GATEWAY_CONTINUOUS_KIND").as_deref() {
+            None | Some("replicationcontroller") => ContinuousKind::ReplicationController,
+            Some("deployment") => ContinuousKind::Deployment,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                "JOBS_GATEWAY_CONTINUOUS_KIND={other:?}: use replicationcontroller or deployment"
+            )))
+            }
+        };
+        let log_json = match var("JOBS_GATEWAY_LOG_FORMAT").as_deref() {
+            None | Some("plain") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "JOBS_GATEWAY_LOG_FORMAT={other:?}: use plain or json"
+                )))
+            }
+        };
+        let cfg = Self {
+            direct_addr: addr("JOBS_GATEWAY_DIRECT_ADDR", None)?,
+            ingress_addr: addr("JOBS_GATEWAY_INGRESS_ADDR", Some("127.0.0.1:8443"))?,
+            admin_addr: addr("JOBS_GATEWAY_ADMIN_ADDR", Some("127.0.0.1:9000"))?,
+            tls_cert: PathBuf::from(required("JOBS_GATEWAY_TLS_CERT")?),
+            tls_key: PathBuf::from(required("JOBS_GATEWAY_TLS_KEY")?),
+            ingress_ca: var("JOBS_GATEWAY_INGRESS_CA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| client_ca.clone()),
+            client_ca,
+            ingress_cn: var("JOBS_GATEWAY_INGRESS_CN").unwrap_or_else(|| "jobs-ingress".into()),
+            kube_url: required("JOBS_GATEWAY_KUBE_URL")?,
+            kube_ca: PathBuf::from(required("JOBS_GATEWAY_KUBE_CA")?),
+            home_root: PathBuf::from(
+                var("JOBS_GATEWAY_HOME_ROOT").unwrap_or_else(|| "/data/project".into()),
+            ),
+            organisation: var("JOBS_GATEWAY_ORG").unwrap_or_else(|| "toolforge".into()),
+            continuous_kind,
+            fs_timeout: Duration::from_millis(number("JOBS_GATEWAY_FS_TIMEOUT_MS", 3000u64)?),
+            kube_timeout: Duration::from_millis(number("JOBS_GATEWAY_KUBE_TIMEOUT_MS", 10_000u64)?),
+            client_cache_size: number("JOBS_GATEWAY_CLIENT_CACHE_SIZE", 2000usize)?,
+            images_file: var("JOBS_GATEWAY_IMAGES_FILE").map(PathBuf::from),
+            log_json,
+        };
+        if cfg.direct_addr.is_none() && cfg.ingress_addr.is_none() {
+            return Err(ConfigError(
+                "neither JOBS_GATEWAY_DIRECT_ADDR nor JOBS_GATEWAY_INGRESS_ADDR is set".into(),
+            ));
+        }
+        if cfg.client_cache_size == 0 {
+            return Err(ConfigError(
+                "JOBS_GATEWAY_CLIENT_CACHE_SIZE must be at least 1".into(),
+            ));
+        }
+        Ok(cfg)
+    }
+}

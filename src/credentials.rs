@@ -1,0 +1,539 @@
+//! Each tool's own Kubernetes credentials, loaded from its home and cached as a kube client.
+//!
+//! The gateway never calls Kubernetes with an identity of its own: for every request it takes
+//! the certificate and key that the platform keeps in `<home-root>/<tool>/.toolskube/` (or the
+//! files that the tool's `.kube/config` names) and builds a client from them. The apiserver
+//! address and CA come from the gateway's configuration, never from the tool's files, so a tool
+//! cannot point the gateway somewhere else.
+//!
+//! Reads go through a bounded blocking pool with a timeout, because NFS can hang: a hung read
+//! holds one slot and fails that tool's request with 503, other tools carry on. A tool whose read
+//! is still hung gets 503 at once instead of taking a second slot.
+//!
+//! Clients are cached per tool and reused (connection pool, TLS sessions). Every request stats
+//! the two files; a changed size, mtime or inode (a rotated certificate) rebuilds the client.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use tokio::sync::Semaphore;
+
+use crate::identity::{certificate_subject, ToolName};
+
+/// Largest credential file read; real ones are a few KiB.
+const MAX_FILE_LEN: u64 = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("no Kubernetes credentials found for tool '{tool}' (looked for {looked_for})")]
+    Missing { tool: String, looked_for: String },
+    #[error("the Kubernetes credentials of tool '{tool}' are not usable: {reason}")]
+    Invalid { tool: String, reason: String },
+    #[error("reading the home of tool '{tool}' timed out; try again later")]
+    Timeout { tool: String },
+    #[error("reading the home of tool '{tool}' failed: {reason}")]
+    Io { tool: String, reason: String },
+    #[error("could not build a Kubernetes client for tool '{tool}': {reason}")]
+    Client { tool: String, reason: String },
+}
+
+/// Identity of the files a client was built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    files: Vec<(PathBuf, u64, i64, i64, u64)>,
+}
+
+struct Entry {
+    stamp: FileStamp,
+    client: kube::Client,
+    last_used: Instant,
+}
+
+/// PEM material that passed the checks.
+struct Material {
+    stamp: FileStamp,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+/// Counters for /metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub reloads: u64,
+    pub evictions: u64,
+}
+
+pub struct CredentialStore {
+    home_root: PathBuf,
+    organisation: String,
+    kube_url: http::Uri,
+    kube_ca: Vec<Vec<u8>>,
+    fs_timeout: Duration,
+    kube_timeout: Duration,
+    connect_timeout: Duration,
+    capacity: usize,
+    blocking: Arc<Semaphore>,
+    reading: Arc<Mutex<HashSet<ToolName>>>,
+    cache: Mutex<HashMap<ToolName, Entry>>,
+    stats: Mutex<CacheStats>,
+}
+
+/// Settings of a [`CredentialStore`].
+pub struct StoreSettings {
+    pub home_root: PathBuf,
+    pub organisation: String,
+    pub kube_url: String,
+    pub kube_ca_pem: Vec<u8>,
+    pub fs_timeout: Duration,
+    pub kube_timeout: Duration,
+    pub capacity: usize,
+    /// Most credential reads in flight at once.
+    pub max_blocking_reads: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Releases a tool's "read in flight" mark when the blocking read really ends.
+struct ReadingGuard {
+    set: Arc<Mutex<HashSet<ToolName>>>,
+    tool: ToolName,
+}
+
+impl Drop for ReadingGuard {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.tool);
+    }
+}
+
+impl CredentialStore {
+    pub fn new(settings: StoreSettings) -> Result<Self, String> {
+        let kube_url: http::Uri = settings
+            .kube_url
+            .parse()
+            .map_err(|e| format!("apiserver URL {:?}: {e}", settings.kube_url))?;
+        let kube_ca = pem_certificates(&settings.kube_ca_pem)?;
+        if kube_ca.is_empty() {
+            return Err("the apiserver CA file holds no certificate".into());
+        }
+        Ok(Self {
+            home_root: settings.home_root,
+            organisation: settings.organisation,
+            kube_url,
+            kube_ca,
+            fs_timeout: settings.fs_timeout,
+            kube_timeout: settings.kube_timeout,
+            connect_timeout: settings.kube_timeout.min(Duration::from_secs(2)),
+            capacity: settings.capacity.max(1),
+            blocking: Arc::new(Semaphore::new(settings.max_blocking_reads.max(1))),
+            reading: Arc::new(Mutex::new(HashSet::new())),
+            cache: Mutex::new(HashMap::new()),
+            stats: Mutex::new(CacheStats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        *lock(&self.stats)
+    }
+
+    pub fn cached_tools(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    /// A kube client that acts as `tool`.
+    pub async fn client_for(&self, tool: &ToolName) -> Result<kube::Client, CredentialError> {
+        let cached_stamp = lock(&self.cache).get(tool).map(|e| e.stamp.clone());
+        if let Some(stamp) = cached_stamp {
+            let home_root = self.home_root.clone();
+            let t = tool.clone();
+            let current = self
+                .blocking_read(tool, move || stamp_files(&home_root, &t))
+                .await?;
+            if current == stamp {
+                let mut cache = lock(&self.cache);
+                if let Some(entry) = cache.get_mut(tool) {
+                    if entry.stamp == current {
+                        entry.last_used = Instant::now();
+                        lock(&self.stats).hits += 1;
+                        return Ok(entry.client.clone());
+                    }
+                }
+            }
+            lock(&self.stats).reloads += 1;
+        } else {
+            lock(&self.stats).misses += 1;
+        }
+        let home_root = self.home_root.clone();
+        let org = self.organisation.clone();
+        let t = tool.clone();
+        let material = self
+            .blocking_read(tool, move || load_material(&home_root, &t, &org))
+            .await?;
+        let client = self.build_client(tool, &material)?;
+        let mut cache = lock(&self.cache);
+        cache.insert(
+            tool.clone(),
+            Entry {
+                stamp: material.stamp,
+                client: client.clone(),
+                last_used: Instant::now(),
+            },
+        );
+        if cache.len() > self.capacity {
+            let oldest = cache
+                .iter()
+                .filter(|(name, _)| *name != tool)
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(name, _)| name.clone());
+            if let Some(name) = oldest {
+                cache.remove(&name);
+                lock(&self.stats).evictions += 1;
+            }
+        }
+        Ok(client)
+    }
+
+    /// Forgets a tool's client (used when the apiserver rejects its credentials).
+    pub fn forget(&self, tool: &ToolName) {
+        lock(&self.cache).remove(tool);
+    }
+
+    async fn blocking_read<T, F>(&self, tool: &ToolName, f: F) -> Result<T, CredentialError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, CredentialError> + Send + 'static,
+    {
+        let timeout = || CredentialError::Timeout {
+            tool: tool.to_string(),
+        };
+        {
+            let mut reading = lock(&self.reading);
+            if !reading.insert(tool.clone()) {
+                // An earlier read of this tool's home is still hung (or running): don't pile up.
+                return Err(timeout());
+            }
+        }
+        let guard = ReadingGuard {
+            set: self.reading.clone(),
+            tool: tool.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + self.fs_timeout;
+        let permit =
+            match tokio::time::timeout_at(deadline, self.blocking.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(timeout()),
+            };
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _guard = guard;
+            f()
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(CredentialError::Io {
+                tool: tool.to_string(),
+                reason: format!("reader task failed: {join}"),
+            }),
+            Err(_) => Err(timeout()),
+        }
+    }
+
+    fn build_client(
+        &self,
+        tool: &ToolName,
+        material: &Material,
+    ) -> Result<kube::Client, CredentialError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut config = kube::Config::new(self.kube_url.clone());
+        config.default_namespace = tool.namespace();
+        config.root_cert = Some(self.kube_ca.clone());
+        config.connect_timeout = Some(self.connect_timeout);
+        config.read_timeout = Some(self.kube_timeout);
+        config.write_timeout = Some(self.kube_timeout);
+        config.reset_reader_on_write = true;
+        config.auth_info.client_certificate_data = Some(b64.encode(&material.cert_pem));
+        config.auth_info.client_key_data = Some(b64.encode(&material.key_pem).into());
+        kube::Client::try_from(config).map_err(|e| CredentialError::Client {
+            tool: tool.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// DER certificates of a PEM bundle.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut reader = pem;
+    rustls_pemfile::certs(&mut reader)
+        .map(|c| c.map(|c| c.to_vec()).map_err(|e| format!("bad PEM: {e}")))
+        .collect()
+}
+
+fn io_err(tool: &ToolName, what: &Path, e: &std::io::Error) -> CredentialError {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        return CredentialError::Invalid {
+            tool: tool.to_string(),
+            reason: format!("{} is not readable", what.display()),
+        };
+    }
+    CredentialError::Io {
+        tool: tool.to_string(),
+        reason: format!("{}: {e}", what.display()),
+    }
+}
+
+fn invalid(tool: &ToolName, reason: impl Into<String>) -> CredentialError {
+    CredentialError::Invalid {
+        tool: tool.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The tool's home, resolved, after checking it is really `<root>/<tool>`.
+fn resolved_home(root: &Path, tool: &ToolName) -> Result<PathBuf, CredentialError> {
+    let home = root.join(tool.as_str());
+    let real_root = std::fs::canonicalize(root).map_err(|e| io_err(tool, root, &e))?;
+    let real_home = match std::fs::canonicalize(&home) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CredentialError::Missing {
+                tool: tool.to_string(),
+                looked_for: home.display().to_string(),
+            })
+        }
+        Err(e) => return Err(io_err(tool, &home, &e)),
+    };
+    if real_home != real_root.join(tool.as_str()) {
+        return Err(invalid(tool, "the tool's home is a link to somewhere else"));
+    }
+    Ok(real_home)
+}
+
+/// Resolves `path` and requires it to stay inside `home`.
+fn inside_home(tool: &ToolName, home: &Path, path: &Path) -> Result<PathBuf, CredentialError> {
+    let real = std::fs::canonicalize(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CredentialError::Missing {
+                tool: tool.to_string(),
+                looked_for: path.display().to_string(),
+            }
+        } else {
+            io_err(tool, path, &e)
+        }
+    })?;
+    if !real.starts_with(home) {
+        return Err(invalid(
+            tool,
+            format!("{} leads outside the tool's home", path.display()),
+        ));
+    }
+    Ok(real)
+}
+
+/// Where the certificate and key are: `.toolskube/` first, then what `.kube/config` names.
+enum Source {
+    Files { cert: PathBuf, key: PathBuf },
+    Kubeconfig { path: PathBuf },
+}
+
+fn locate(root: &Path, tool: &ToolName) -> Result<(PathBuf, Source), CredentialError> {
+    let home = resolved_home(root, tool)?;
+    let cert = home.join(".toolskube/client.crt");
+    let key = home.join(".toolskube/client.key");
+    if std::fs::symlink_metadata(&cert).is_ok() || std::fs::symlink_metadata(&key).is_ok() {
+        return Ok((home, Source::Files { cert, key }));
+    }
+    let kubeconfig = home.join(".kube/config");
+    if std::fs::symlink_metadata(&kubeconfig).is_ok() {
+        return Ok((home, Source::Kubeconfig { path: kubeconfig }));
+    }
+    Err(CredentialError::Missing {
+        tool: tool.to_string(),
+        looked_for: format!("{} and {}", cert.display(), kubeconfig.display()),
+    })
+}
+
+fn stamp_of(tool: &ToolName, paths: &[PathBuf]) -> Result<FileStamp, CredentialError> {
+    let mut files = Vec::with_capacity(paths.len());
+    for p in paths {
+        let m = std::fs::metadata(p).map_err(|e| io_err(tool, p, &e))?;
+        files.push((p.clone(), m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
+    }
+    Ok(FileStamp { files })
+}
+
+/// The stamp of the files the current client would be built from.
+fn stamp_files(root: &Path, tool: &ToolName) -> Result<FileStamp, CredentialError> {
+    let (home, source) = locate(root, tool)?;
+    match source {
+        Source::Files { cert, key } => {
+            let cert = inside_home(tool, &home, &cert)?;
+            let key = inside_home(tool, &home, &key)?;
+            stamp_of(tool, &[cert, key])
+        }
+        Source::Kubeconfig { path } => {
+            let path = inside_home(tool, &home, &path)?;
+            let mut paths = vec![path.clone()];
+            if let KubeconfigCreds::Paths { cert, key } = kubeconfig_creds(tool, &home, &path)? {
+                paths.push(cert);
+                paths.push(key);
+            }
+            stamp_of(tool, &paths)
+        }
+    }
+}
+
+fn read_limited(tool: &ToolName, path: &Path) -> Result<Vec<u8>, CredentialError> {
+    let file = std::fs::File::open(path).map_err(|e| io_err(tool, path, &e))?;
+    let meta = file.metadata().map_err(|e| io_err(tool, path, &e))?;
+    if !meta.is_file() {
+        return Err(invalid(
+            tool,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let mut buf = Vec::new();
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_err(tool, path, &e))?;
+    if buf.len() as u64 > MAX_FILE_LEN {
+        return Err(invalid(tool, format!("{} is too large", path.display())));
+    }
+    Ok(buf)
+}
+
+enum KubeconfigCreds {
+    Paths { cert: PathBuf, key: PathBuf },
+    Inline { cert_pem: Vec<u8>, key_pem: Vec<u8> },
+}
+
+/// Reads the user entry of the kubeconfig's current context.
+fn kubeconfig_creds(
+    tool: &ToolName,
+    home: &Path,
+    path: &Path,
+) -> Result<KubeconfigCreds, CredentialError> {
+    let raw = read_limited(tool, path)?;
+    let doc: serde_yaml::Value = serde_yaml::from_slice(&raw)
+        .map_err(|_| invalid(tool, ".kube/config is not valid YAML"))?;
+    let current = doc
+        .get("current-context")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| invalid(tool, ".kube/config has no current-context"))?;
+    let find = |section: &str, name: &str| -> Option<serde_yaml::Value> {
+        doc.get(section)?
+            .as_sequence()?
+            .iter()
+            .find(|e| e.get("name").and_then(|n| n.as_str()) == Some(name))
+            .cloned()
+    };
+    let context = find("contexts", current)
+        .ok_or_else(|| invalid(tool, format!(".kube/config has no context {current:?}")))?;
+    let user_name = context
+        .get("context")
+        .and_then(|c| c.get("user"))
+        .and_then(|u| u.as_str())
+        .ok_or_else(|| invalid(tool, ".kube/config context names no user"))?;
+    let user = find("users", user_name)
+        .and_then(|u| u.get("user").cloned())
+        .ok_or_else(|| invalid(tool, format!(".kube/config has no user {user_name:?}")))?;
+    let field = |k: &str| user.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if let (Some(c), Some(k)) = (field("client-certificate-data"), field("client-key-data")) {
+        let cert_pem = b64
+            .decode(c.trim())
+            .map_err(|_| invalid(tool, "client-certificate-data is not base64"))?;
+        let key_pem = b64
+            .decode(k.trim())
+            .map_err(|_| invalid(tool, "client-key-data is not base64"))?;
+        return Ok(KubeconfigCreds::Inline { cert_pem, key_pem });
+    }
+    let (Some(c), Some(k)) = (field("client-certificate"), field("client-key")) else {
+        return Err(invalid(
+            tool,
+            ".kube/config names no client certificate and key",
+        ));
+    };
+    let base = path.parent().unwrap_or(home);
+    let cert = inside_home(tool, home, &base.join(c))?;
+    let key = inside_home(tool, home, &base.join(k))?;
+    Ok(KubeconfigCreds::Paths { cert, key })
+}
+
+fn load_material(root: &Path, tool: &ToolName, org: &str) -> Result<Material, CredentialError> {
+    let (home, source) = locate(root, tool)?;
+    let (stamp, cert_pem, key_pem) = match source {
+        Source::Files { cert, key } => {
+            let cert = inside_home(tool, &home, &cert)?;
+            let key = inside_home(tool, &home, &key)?;
+            let stamp = stamp_of(tool, &[cert.clone(), key.clone()])?;
+            (stamp, read_limited(tool, &cert)?, read_limited(tool, &key)?)
+        }
+        Source::Kubeconfig { path } => {
+            let path = inside_home(tool, &home, &path)?;
+            match kubeconfig_creds(tool, &home, &path)? {
+                KubeconfigCreds::Paths { cert, key } => {
+                    let stamp = stamp_of(tool, &[path, cert.clone(), key.clone()])?;
+                    (stamp, read_limited(tool, &cert)?, read_limited(tool, &key)?)
+                }
+                KubeconfigCreds::Inline { cert_pem, key_pem } => {
+                    (stamp_of(tool, &[path])?, cert_pem, key_pem)
+                }
+            }
+        }
+    };
+    check_certificate(tool, org, &cert_pem)?;
+    check_key(tool, &key_pem)?;
+    Ok(Material {
+        stamp,
+        cert_pem,
+        key_pem,
+    })
+}
+
+/// The certificate must be this tool's (CN and O), and valid now.
+fn check_certificate(tool: &ToolName, org: &str, pem: &[u8]) -> Result<(), CredentialError> {
+    let ders = pem_certificates(pem)
+        .map_err(|_| invalid(tool, "the certificate file is not valid PEM"))?;
+    let Some(leaf) = ders.first() else {
+        return Err(invalid(tool, "the certificate file holds no certificate"));
+    };
+    let subject = certificate_subject(leaf).map_err(|e| invalid(tool, e.0))?;
+    match crate::identity::identity_from_attributes(&subject, org) {
+        Ok(name) if &name == tool => {}
+        Ok(name) => {
+            return Err(invalid(
+                tool,
+                format!("the certificate in the home is for '{name}', not for '{tool}'"),
+            ))
+        }
+        Err(e) => return Err(invalid(tool, format!("the certificate in the home: {e}"))),
+    }
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(leaf)
+        .map_err(|_| invalid(tool, "the certificate could not be parsed"))?;
+    let validity = cert.validity();
+    let now = ASN1Time::now();
+    if now < validity.not_before {
+        return Err(invalid(tool, "the certificate is not valid yet"));
+    }
+    if now > validity.not_after {
+        return Err(invalid(tool, "the certificate has expired"));
+    }
+    Ok(())
+}
+
+fn check_key(tool: &ToolName, pem: &[u8]) -> Result<(), CredentialError> {
+    let mut reader = pem;
+    match rustls_pemfile::private_key(&mut reader) {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(invalid(tool, "the key file holds no usable private key")),
+    }
+}

@@ -1,0 +1,12 @@
+//! Jobs: what users ask for, the Kubernetes objects it becomes, and how they read back.
+
+pub mod command;
+pub mod images;
+pub mod labels;
+pub mod objects;
+pub mod quantity;
+pub mod request;
+pub mod runtime;
+pub mod schedule;
+pub mod status;
+pub mod view;

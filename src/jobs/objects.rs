@@ -1,0 +1,307 @@
+//! The Kubernetes objects a run request becomes.
+//!
+//! One-off → batch/v1 Job, scheduled → batch/v1 CronJob, continuous → v1 ReplicationController
+//! (or apps/v1 Deployment when configured). Every object and its pods carry the Toolforge labels,
+//! so list, show, delete and flush select exactly one tool's jobs.
+
+use serde_json::{json, Value};
+
+use super::command::wrap_command;
+use super::images::Image;
+use super::labels::{self, Component, ContinuousComponent};
+use super::quantity::{plain_number, Quantity};
+use super::request::RunRequest;
+
+/// Seconds a finished one-off Job is kept before Kubernetes removes it.
+pub const JOB_TTL_AFTER_FINISHED: i64 = 30;
+const DEFAULT_MEMORY: f64 = 512.0 * 1024.0 * 1024.0;
+const DEFAULT_CPU: f64 = 0.5;
+
+/// Everything needed to build a job's object.
+pub struct BuildContext<'a> {
+    pub tool: &'a str,
+    pub home: &'a str,
+    pub image: &'a Image,
+    pub continuous_kind: ContinuousComponent,
+    /// The 5-field schedule actually sent to Kubernetes (scheduled jobs only).
+    pub schedule_actual: Option<&'a str>,
+}
+
+/// Which object a request makes.
+pub fn component_of(req: &RunRequest, kind: ContinuousComponent) -> Component {
+    if req.schedule.is_some() {
+        Component::CronJobs
+    } else if req.continuous {
+        Component::Continuous(kind)
+    } else {
+        Component::Jobs
+    }
+}
+
+fn one_resource(q: &Quantity, default: f64) -> (String, String) {
+    let request = if q.value < default {
+        q.text.clone()
+    } else {
+        plain_number(q.value / 2.0)
+    };
+    (q.text.clone(), request)
+}
+
+/// Limits as given; requests equal below the platform default, half of it above.
+pub fn resources(memory: Option<&Quantity>, cpu: Option<&Quantity>) -> Value {
+    let mut limits = serde_json::Map::new();
+    let mut requests = serde_json::Map::new();
+    if let Some(m) = memory {
+        let (l, r) = one_resource(m, DEFAULT_MEMORY);
+        limits.insert("memory".into(), l.into());
+        requests.insert("memory".into(), r.into());
+    }
+    if let Some(c) = cpu {
+        let (l, r) = one_resource(c, DEFAULT_CPU);
+        limits.insert("cpu".into(), l.into());
+        requests.insert("cpu".into(), r.into());
+    }
+    if limits.is_empty() {
+        return json!({});
+    }
+    json!({"limits": limits, "requests": requests})
+}
+
+fn pod_template(req: &RunRequest, ctx: &BuildContext<'_>, component: Component) -> Value {
+    let labels = labels::object_labels(ctx.tool, &req.name, component, req.filelog, &req.emails);
+    let restart = match component {
+        Component::Continuous(_) => "Always",
+        _ => "Never",
+    };
+    let command = wrap_command(
+        &req.cmd,
+        &req.name,
+        req.filelog,
+        req.filelog_stdout.as_deref(),
+        req.filelog_stderr.as_deref(),
+    );
+    json!({
+        "metadata": {"labels": labels},
+        "spec": {
+            "restartPolicy": restart,
+            "containers": [{
+                "name": "job",
+                "image": ctx.image.container,
+                "workingDir": ctx.home,
+                "env": [],
+                "command": command,
+                "resources": resources(req.memory.as_ref(), req.cpu.as_ref()),
+            }],
+        },
+    })
+}
+
+/// The manifest for a run request, as JSON ready to POST.
+pub fn build(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
+    let component = component_of(req, ctx.continuous_kind);
+    let ns = format!("tool-{}", ctx.tool);
+    let labels = labels::object_labels(ctx.tool, &req.name, component, req.filelog, &req.emails);
+    let template = pod_template(req, ctx, component);
+    match component {
+        Component::Jobs => json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": req.name, "namespace": ns, "labels": labels},
+            "spec": {
+                "template": template,
+                "ttlSecondsAfterFinished": JOB_TTL_AFTER_FINISHED,
+                "backoffLimit": req.retry,
+            },
+        }),
+        Component::CronJobs => json!({
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {
+                "name": req.name,
+                "namespace": ns,
+                "labels": labels,
+                "annotations": {
+                    labels::CRON_EXPRESSION: req.schedule.clone().unwrap_or_default(),
+                },
+            },
+            "spec": {
+                "schedule": ctx.schedule_actual.unwrap_or_default(),
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 1,
+                "concurrencyPolicy": "Forbid",
+                "startingDeadlineSeconds": 30,
+                "jobTemplate": {"spec": {
+                    "template": template,
+                    "ttlSecondsAfterFinished": JOB_TTL_AFTER_FINISHED,
+                    "backoffLimit": req.retry,
+                }},
+            },
+        }),
+        Component::Continuous(kind) => {
+            let selector = labels::selector_labels(ctx.tool, None, Some(&req.name));
+            match kind {
+                ContinuousComponent::ReplicationControllers => json!({
+                    "apiVersion": "v1",
+                    "kind": "ReplicationController",
+                    "metadata": {"name": req.name, "namespace": ns, "labels": labels},
+                    "spec": {"replicas": 1, "selector": selector, "template": template},
+                }),
+                ContinuousComponent::Deployments => json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": req.name, "namespace": ns, "labels": labels},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": selector},
+                        "strategy": {"type": "Recreate"},
+                        "template": template,
+                    },
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::request::{fields_from_body, RunRequest};
+
+    fn request(body: &str) -> RunRequest {
+        let f = fields_from_body(Some("application/json"), body.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        RunRequest::from_fields(&f).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn image() -> Image {
+        Image {
+            canonical_name: "bookworm".into(),
+            aliases: vec![],
+            container: "registry/bookworm:latest".into(),
+            state: "stable".into(),
+        }
+    }
+
+    #[test]
+    fn one_off_job_manifest() {
+        let img = image();
+        let req = request(r#"{"name":"myjob","imagename":"bookworm","cmd":"./run.sh","retry":2}"#);
+        let ctx = BuildContext {
+            tool: "alice",
+            home: "/data/project/alice",
+            image: &img,
+            continuous_kind: ContinuousComponent::ReplicationControllers,
+            schedule_actual: None,
+        };
+        let labels = json!({
+            "toolforge": "tool",
+            "app.kubernetes.io/managed-by": "toolforge-jobs-framework",
+            "app.kubernetes.io/created-by": "alice",
+            "app.kubernetes.io/version": "2",
+            "app.kubernetes.io/component": "jobs",
+            "app.kubernetes.io/name": "myjob",
+            "jobs.toolforge.org/emails": "none",
+        });
+        assert_eq!(
+            build(&req, &ctx),
+            json!({
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": "myjob", "namespace": "tool-alice", "labels": labels},
+                "spec": {
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{
+                                "name": "job",
+                                "image": "registry/bookworm:latest",
+                                "workingDir": "/data/project/alice",
+                                "env": [],
+                                "command": ["/bin/sh", "-c", "--", "./run.sh"],
+                                "resources": {},
+                            }],
+                        },
+                    },
+                    "ttlSecondsAfterFinished": 30,
+                    "backoffLimit": 2,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn continuous_and_scheduled_manifests() {
+        let img = image();
+        let mut ctx = BuildContext {
+            tool: "alice",
+            home: "/data/project/alice",
+            image: &img,
+            continuous_kind: ContinuousComponent::ReplicationControllers,
+            schedule_actual: None,
+        };
+        let rc = build(
+            &request(r#"{"name":"svc","imagename":"bookworm","cmd":"serve","continuous":true}"#),
+            &ctx,
+        );
+        assert_eq!(rc["kind"], "ReplicationController");
+        assert_eq!(rc["spec"]["replicas"], 1);
+        assert_eq!(rc["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        assert_eq!(
+            rc["spec"]["selector"],
+            json!({
+                "toolforge": "tool",
+                "app.kubernetes.io/managed-by": "toolforge-jobs-framework",
+                "app.kubernetes.io/created-by": "alice",
+                "app.kubernetes.io/name": "svc",
+            })
+        );
+        assert_eq!(
+            rc["metadata"]["labels"]["app.kubernetes.io/component"],
+            "replicationcontrollers"
+        );
+        ctx.continuous_kind = ContinuousComponent::Deployments;
+        let d = build(
+            &request(r#"{"name":"svc","imagename":"bookworm","cmd":"serve","continuous":true}"#),
+            &ctx,
+        );
+        assert_eq!(d["kind"], "Deployment");
+        assert_eq!(d["spec"]["selector"]["matchLabels"], rc["spec"]["selector"]);
+        ctx.schedule_actual = Some("52 16 * * *");
+        let cj = build(
+            &request(
+                r#"{"name":"cj","imagename":"bookworm","cmd":"date","schedule":"@daily","filelog":true}"#,
+            ),
+            &ctx,
+        );
+        assert_eq!(cj["kind"], "CronJob");
+        assert_eq!(cj["spec"]["schedule"], "52 16 * * *");
+        assert_eq!(
+            cj["metadata"]["annotations"]["jobs.toolforge.org/cron-expression"],
+            "@daily"
+        );
+        assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
+        assert_eq!(
+            cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][3],
+            "exec 1>>cj.out;exec 2>>cj.err;date"
+        );
+    }
+
+    #[test]
+    fn resources_follow_the_platform_rules() {
+        let q = |s: &str| Quantity::parse(s).unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(resources(None, None), json!({}));
+        assert_eq!(
+            resources(Some(&q("1Gi")), Some(&q("750m"))),
+            json!({"limits": {"memory": "1Gi", "cpu": "750m"}, "requests": {"memory": "536870912", "cpu": "0.375"}})
+        );
+        assert_eq!(
+            resources(Some(&q("256Mi")), Some(&q("100m"))),
+            json!({"limits": {"memory": "256Mi", "cpu": "100m"}, "requests": {"memory": "256Mi", "cpu": "100m"}})
+        );
+        assert_eq!(
+            resources(None, Some(&q("1"))),
+            json!({"limits": {"cpu": "1"}, "requests": {"cpu": "0.5"}})
+        );
+    }
+}

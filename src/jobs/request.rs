@@ -1,0 +1,312 @@
+//! The body of a run request, from JSON or a form, checked field by field.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::quantity::Quantity;
+
+pub const NAME_RULES_URL: &str = "https://w.wiki/6YL8";
+pub const MAX_JOB_NAME_LEN: usize = 52;
+pub const EMAIL_VALUES: &[&str] = &["none", "all", "onfailure", "onfinish"];
+
+/// A validated run request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub name: String,
+    pub cmd: String,
+    pub image: String,
+    pub schedule: Option<String>,
+    pub continuous: bool,
+    pub filelog: bool,
+    pub filelog_stdout: Option<String>,
+    pub filelog_stderr: Option<String>,
+    pub retry: u8,
+    pub memory: Option<Quantity>,
+    pub cpu: Option<Quantity>,
+    pub emails: String,
+}
+
+/// Field values as sent: JSON values, or strings from a form.
+pub type Fields = BTreeMap<String, Value>;
+
+/// Reads a body as JSON (object) or `application/x-www-form-urlencoded`.
+pub fn fields_from_body(content_type: Option<&str>, body: &[u8]) -> Result<Fields, String> {
+    let is_form = content_type
+        .map(|c| {
+            c.trim_start()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+        .unwrap_or(false);
+    if is_form {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| format!("the form body could not be read: {e}"))?;
+        let mut fields = Fields::new();
+        for (k, v) in pairs {
+            if fields.insert(k.clone(), Value::String(v)).is_some() {
+                return Err(format!("field '{k}' is given more than once"));
+            }
+        }
+        return Ok(fields);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the request body is empty; send a JSON object".into());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map.into_iter().collect()),
+        Ok(_) => Err("the request body must be a JSON object".into()),
+        Err(e) => Err(format!("the request body is not valid JSON: {e}")),
+    }
+}
+
+fn string_field(fields: &Fields, key: &str) -> Result<Option<String>, String> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("field '{key}' must be a string")),
+    }
+}
+
+fn required(fields: &Fields, key: &str) -> Result<String, String> {
+    match string_field(fields, key)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(format!("missing required field '{key}'")),
+    }
+}
+
+/// Booleans arrive as JSON booleans or as strings from forms and older clients.
+pub fn bool_field(fields: &Fields, key: &str) -> Result<bool, String> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => Ok(true),
+            "false" | "no" | "0" | "off" | "" => Ok(false),
+            _ => Err(format!("field '{key}' must be true or false, not {s:?}")),
+        },
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(false),
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(true),
+        Some(_) => Err(format!("field '{key}' must be true or false")),
+    }
+}
+
+/// The job-name rule: an RFC 1123 subdomain of at most 52 characters.
+pub fn check_job_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!(
+            "Job name is required. See the documentation for the naming rules: {NAME_RULES_URL}"
+        ));
+    }
+    if name.len() > MAX_JOB_NAME_LEN {
+        return Err(format!("Invalid job name, it can't be longer than {MAX_JOB_NAME_LEN} characters. See the documentation for the naming rules: {NAME_RULES_URL}"));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err(format!(
+            "Invalid job name. See the documentation for the naming rules: {NAME_RULES_URL}"
+        ));
+    }
+    Ok(())
+}
+
+/// A log path must be a plain path: the command wrapper pastes it into a shell line.
+fn check_log_path(key: &str, path: &str) -> Result<(), String> {
+    let bad = path.is_empty()
+        || path.len() > 1024
+        || path
+            .chars()
+            .any(|c| c.is_control() || ";&|`$<>(){}'\"\\*?[]!#~ \t".contains(c));
+    if bad {
+        return Err(format!(
+            "field '{key}' must be a file path without spaces or shell characters"
+        ));
+    }
+    Ok(())
+}
+
+impl RunRequest {
+    pub fn from_fields(fields: &Fields) -> Result<Self, String> {
+        let cmd = required(fields, "cmd")?;
+        if cmd.len() > 32 * 1024 || cmd.contains('\0') {
+            return Err("field 'cmd' is too long or holds a NUL byte".into());
+        }
+        let image = match string_field(fields, "imagename")? {
+            Some(i) if !i.is_empty() => i,
+            _ => required(fields, "image")?,
+        };
+        let name = required(fields, "name")?;
+        check_job_name(&name)?;
+        let schedule = string_field(fields, "schedule")?.filter(|s| !s.is_empty());
+        let continuous = bool_field(fields, "continuous")?;
+        if schedule.is_some() && continuous {
+            return Err("a job can't be both scheduled and continuous: give either 'schedule' or 'continuous'".into());
+        }
+        let filelog = bool_field(fields, "filelog")?;
+        let filelog_stdout = string_field(fields, "filelog_stdout")?.filter(|s| !s.is_empty());
+        let filelog_stderr = string_field(fields, "filelog_stderr")?.filter(|s| !s.is_empty());
+        for (k, v) in [
+            ("filelog_stdout", &filelog_stdout),
+            ("filelog_stderr", &filelog_stderr),
+        ] {
+            if let Some(p) = v {
+                check_log_path(k, p)?;
+            }
+        }
+        let retry = match fields.get("retry") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => n.as_u64().filter(|r| *r <= 5).ok_or_else(|| {
+                format!("field 'retry' must be a whole number from 0 to 5, not {n}")
+            })? as u8,
+            Some(Value::String(s)) if s.is_empty() => 0,
+            Some(Value::String(s)) => {
+                s.trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|r| *r <= 5)
+                    .ok_or_else(|| {
+                        format!("field 'retry' must be a whole number from 0 to 5, not {s:?}")
+                    })?
+            }
+            Some(_) => return Err("field 'retry' must be a whole number from 0 to 5".into()),
+        };
+        let quantity = |key: &str| -> Result<Option<Quantity>, String> {
+            match string_field(fields, key)? {
+                None => Ok(None),
+                Some(s) if s.is_empty() => Ok(None),
+                Some(s) => Quantity::parse(&s)
+                    .map(Some)
+                    .ok_or_else(|| format!("{s} is not a valid Kubernetes quantity")),
+            }
+        };
+        let memory = quantity("memory")?;
+        let cpu = quantity("cpu")?;
+        let emails = string_field(fields, "emails")?
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "none".into());
+        if !EMAIL_VALUES.contains(&emails.as_str()) {
+            return Err(format!(
+                "Invalid email configuration value. Supported values are: {}",
+                EMAIL_VALUES.join(", ")
+            ));
+        }
+        Ok(Self {
+            name,
+            cmd,
+            image,
+            schedule,
+            continuous,
+            filelog,
+            filelog_stdout,
+            filelog_stderr,
+            retry,
+            memory,
+            cpu,
+            emails,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> Result<RunRequest, String> {
+        let f = fields_from_body(Some("application/x-www-form-urlencoded"), body.as_bytes())?;
+        RunRequest::from_fields(&f)
+    }
+
+    fn json(body: &str) -> Result<RunRequest, String> {
+        let f = fields_from_body(Some("application/json"), body.as_bytes())?;
+        RunRequest::from_fields(&f)
+    }
+
+    #[test]
+    fn form_bodies_with_string_booleans() {
+        let r = form("name=myjob&imagename=bookworm&cmd=.%2Fmy+script.sh&continuous=true&filelog=false&retry=2&emails=onfailure")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.cmd, "./my script.sh");
+        assert!(r.continuous);
+        assert!(!r.filelog);
+        assert_eq!(r.retry, 2);
+        assert_eq!(r.emails, "onfailure");
+    }
+
+    #[test]
+    fn json_bodies() {
+        let r = json(r#"{"name":"cj","imagename":"bookworm","cmd":"date","schedule":"@daily","filelog":true,"memory":"1Gi","cpu":"250m"}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.schedule.as_deref(), Some("@daily"));
+        assert!(r.filelog);
+        assert_eq!(r.memory.map(|q| q.text), Some("1Gi".to_string()));
+        assert_eq!(r.emails, "none");
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let cases = [
+            ("{}", "missing required field 'cmd'"),
+            (
+                r#"{"cmd":"x","imagename":"b"}"#,
+                "missing required field 'name'",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"Bad_Name"}"#,
+                "Invalid job name",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","retry":9}"#,
+                "retry",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","retry":"abc"}"#,
+                "retry",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","memory":"lots"}"#,
+                "lots is not a valid Kubernetes quantity",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","emails":"sometimes"}"#,
+                "Invalid email configuration",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","continuous":"maybe"}"#,
+                "continuous",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","continuous":true,"schedule":"@daily"}"#,
+                "both scheduled and continuous",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","filelog_stdout":"a;rm -rf ~"}"#,
+                "filelog_stdout",
+            ),
+            (
+                r#"{"cmd":["x"],"imagename":"b","name":"a"}"#,
+                "'cmd' must be a string",
+            ),
+            ("[1]", "must be a JSON object"),
+            ("{", "not valid JSON"),
+        ];
+        for (body, want) in cases {
+            match json(body) {
+                Ok(r) => panic!("{body} was accepted: {r:?}"),
+                Err(e) => assert!(e.contains(want), "{body}: {e:?} lacks {want:?}"),
+            }
+        }
+        let long = "a".repeat(53);
+        assert!(check_job_name(&long).is_err());
+        assert!(check_job_name(&"a".repeat(52)).is_ok());
+        assert!(check_job_name("a.b-c").is_ok());
+        for bad in ["-a", "a-", "a..b", "A", "a_b", "a/b", ".."] {
+            assert!(check_job_name(bad).is_err(), "{bad}");
+        }
+    }
+}

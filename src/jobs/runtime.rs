@@ -1,0 +1,222 @@
+//! Calls to the Kubernetes API, made with the calling tool's own client.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Event, LimitRange, Pod, ReplicationController};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::labels::{self, selector_string, Component, ContinuousComponent};
+
+/// What Kubernetes holds for a tool's jobs (optionally narrowed to one name).
+#[derive(Default)]
+pub struct Snapshot {
+    pub jobs: Vec<Job>,
+    pub cronjob_jobs: Vec<Job>,
+    pub cronjobs: Vec<CronJob>,
+    pub rcs: Vec<ReplicationController>,
+    pub deployments: Vec<Deployment>,
+    pub pods: Vec<Pod>,
+    pub events: Vec<Event>,
+}
+
+impl Snapshot {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+            && self.cronjobs.is_empty()
+            && self.rcs.is_empty()
+            && self.deployments.is_empty()
+    }
+}
+
+pub struct ToolRuntime {
+    client: kube::Client,
+    tool: String,
+    namespace: String,
+    continuous: ContinuousComponent,
+}
+
+fn params(sel: &BTreeMap<String, String>) -> ListParams {
+    ListParams::default().labels(&selector_string(sel))
+}
+
+impl ToolRuntime {
+    pub fn new(client: kube::Client, tool: &str, continuous: ContinuousComponent) -> Self {
+        Self {
+            client,
+            tool: tool.to_string(),
+            namespace: format!("tool-{tool}"),
+            continuous,
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn sel(&self, c: Option<Component>, name: Option<&str>) -> BTreeMap<String, String> {
+        labels::selector_labels(&self.tool, c, name)
+    }
+
+    async fn list_of<K>(&self, lp: ListParams) -> Result<Vec<K>, kube::Error>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Ok(self.api::<K>().list(&lp).await?.items)
+    }
+
+    async fn count_of<K>(&self, lp: ListParams) -> Result<Vec<K>, kube::Error>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        self.list_of::<K>(lp.limit(1)).await
+    }
+
+    async fn delete_of<K>(&self, lp: ListParams) -> Result<(), kube::Error>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        self.api::<K>()
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await
+            .map(|_| ())
+    }
+
+    /// Reads everything list/show needs, in parallel, with label selectors (never per job).
+    pub async fn snapshot(&self, name: Option<&str>) -> Result<Snapshot, kube::Error> {
+        let cont = params(&self.sel(Some(Component::Continuous(self.continuous)), name));
+        let (jobs, cronjob_jobs, cronjobs, rcs, deployments, pods, events) = tokio::try_join!(
+            self.list_of::<Job>(params(&self.sel(Some(Component::Jobs), name))),
+            self.list_of::<Job>(params(&self.sel(Some(Component::CronJobs), name))),
+            self.list_of::<CronJob>(params(&self.sel(Some(Component::CronJobs), name))),
+            async {
+                match self.continuous {
+                    ContinuousComponent::ReplicationControllers => {
+                        self.list_of::<ReplicationController>(cont.clone()).await
+                    }
+                    ContinuousComponent::Deployments => Ok(Vec::new()),
+                }
+            },
+            async {
+                match self.continuous {
+                    ContinuousComponent::Deployments => {
+                        self.list_of::<Deployment>(cont.clone()).await
+                    }
+                    ContinuousComponent::ReplicationControllers => Ok(Vec::new()),
+                }
+            },
+            self.list_of::<Pod>(params(&self.sel(None, name))),
+            self.list_of::<Event>(ListParams::default().fields("involvedObject.kind=Job")),
+        )?;
+        Ok(Snapshot {
+            jobs,
+            cronjob_jobs,
+            cronjobs,
+            rcs,
+            deployments,
+            pods,
+            events,
+        })
+    }
+
+    /// Whether any job object of this name exists.
+    pub async fn exists(&self, name: &str) -> Result<bool, kube::Error> {
+        let jobs = params(&self.sel(Some(Component::Jobs), Some(name)));
+        let crons = params(&self.sel(Some(Component::CronJobs), Some(name)));
+        let cont = params(&self.sel(Some(Component::Continuous(self.continuous)), Some(name)));
+        let (a, b, c) = tokio::try_join!(
+            self.count_of::<Job>(jobs),
+            self.count_of::<CronJob>(crons),
+            async {
+                match self.continuous {
+                    ContinuousComponent::ReplicationControllers => self
+                        .count_of::<ReplicationController>(cont.clone())
+                        .await
+                        .map(|l| l.len()),
+                    ContinuousComponent::Deployments => self
+                        .count_of::<Deployment>(cont.clone())
+                        .await
+                        .map(|l| l.len()),
+                }
+            },
+        )?;
+        Ok(!a.is_empty() || !b.is_empty() || c > 0)
+    }
+
+    async fn create_typed<K>(&self, manifest: Value) -> Result<Value, kube::Error>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let obj: K = serde_json::from_value(manifest).map_err(kube::Error::SerdeError)?;
+        let created = self.api::<K>().create(&PostParams::default(), &obj).await?;
+        serde_json::to_value(created).map_err(kube::Error::SerdeError)
+    }
+
+    /// Creates a manifest built by `objects::build`; returns the object Kubernetes stored.
+    pub async fn create(&self, manifest: Value) -> Result<Value, kube::Error> {
+        match manifest["kind"].as_str() {
+            Some("Job") => self.create_typed::<Job>(manifest).await,
+            Some("CronJob") => self.create_typed::<CronJob>(manifest).await,
+            Some("ReplicationController") => {
+                self.create_typed::<ReplicationController>(manifest).await
+            }
+            _ => self.create_typed::<Deployment>(manifest).await,
+        }
+    }
+
+    /// Deletes one job (`Some(name)`) or all of the tool's jobs, with their pods.
+    pub async fn delete(&self, name: Option<&str>) -> Result<(), kube::Error> {
+        let cont = params(&self.sel(Some(Component::Continuous(self.continuous)), name));
+        tokio::try_join!(
+            self.delete_of::<Job>(params(&self.sel(Some(Component::Jobs), name))),
+            self.delete_of::<CronJob>(params(&self.sel(Some(Component::CronJobs), name))),
+            async {
+                match self.continuous {
+                    ContinuousComponent::ReplicationControllers => {
+                        self.delete_of::<ReplicationController>(cont.clone()).await
+                    }
+                    ContinuousComponent::Deployments => {
+                        self.delete_of::<Deployment>(cont.clone()).await
+                    }
+                }
+            },
+        )?;
+        // Jobs made by a CronJob, then pods last so no controller recreates them.
+        self.delete_of::<Job>(params(&self.sel(None, name))).await?;
+        self.delete_of::<Pod>(params(&self.sel(None, name))).await?;
+        Ok(())
+    }
+
+    /// The namespace's LimitRanges (may be empty).
+    pub async fn limit_ranges(&self) -> Result<Vec<LimitRange>, kube::Error> {
+        Ok(self
+            .api::<LimitRange>()
+            .list(&ListParams::default())
+            .await?
+            .items)
+    }
+}

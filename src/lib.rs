@@ -1,0 +1,8 @@
+//! jobs-gateway: the Toolforge jobs API, acting on Kubernetes as the calling tool.
+
+pub mod api;
+pub mod config;
+pub mod credentials;
+pub mod identity;
+pub mod jobs;
+pub mod server;

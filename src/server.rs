@@ -1,0 +1,187 @@
+//! Listeners: TLS setup (rustls via axum-server) and the plain-HTTP admin port.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use axum_server::tls_rustls::RustlsConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::task::JoinSet;
+
+use crate::api::auth::Listener;
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::credentials::{pem_certificates, CredentialStore, StoreSettings};
+use crate::jobs::images::ImageCatalog;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|e| StartError(format!("reading {}: {e}", path.display())))
+}
+
+/// A server config that asks for a client certificate chained to `client_ca`. Connections without
+/// one are let through the handshake so that the API can answer 401 with a JSON explanation.
+pub fn tls_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: &[u8],
+) -> Result<rustls::ServerConfig, StartError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for der in pem_certificates(client_ca_pem).map_err(StartError)? {
+        roots
+            .add(CertificateDer::from(der))
+            .map_err(|e| StartError(format!("client CA: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(StartError("the client CA file holds no certificate".into()));
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| StartError(format!("client verifier: {e}")))?;
+    let chain: Vec<CertificateDer<'static>> = pem_certificates(cert_pem)
+        .map_err(StartError)?
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    let mut reader = key_pem;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut reader)
+        .ok()
+        .flatten()
+        .ok_or_else(|| StartError("the server key file holds no usable private key".into()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| StartError(format!("server certificate: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Builds the shared state from configuration.
+pub fn build_state(config: Config) -> Result<AppState, StartError> {
+    let catalog = match &config.images_file {
+        Some(path) => {
+            let text = String::from_utf8(read(path)?)
+                .map_err(|_| StartError(format!("{} is not UTF-8", path.display())))?;
+            ImageCatalog::from_yaml(&text).map_err(StartError)?
+        }
+        None => ImageCatalog::builtin(),
+    };
+    let credentials = CredentialStore::new(StoreSettings {
+        home_root: config.home_root.clone(),
+        organisation: config.organisation.clone(),
+        kube_url: config.kube_url.clone(),
+        kube_ca_pem: read(&config.kube_ca)?,
+        fs_timeout: config.fs_timeout,
+        kube_timeout: config.kube_timeout,
+        capacity: config.client_cache_size,
+        max_blocking_reads: 64,
+    })
+    .map_err(StartError)?;
+    Ok(AppState {
+        config: Arc::new(config),
+        credentials: Arc::new(credentials),
+        catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+    })
+}
+
+/// Whether the apiserver accepts TCP connections (readiness).
+async fn apiserver_reachable(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else { return false };
+    let port = uri.port_u16().unwrap_or(443);
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::TcpStream::connect((host.as_str(), port))
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json("OK") }))
+        .route(
+            "/readyz",
+            get(move || {
+                let url = state.config.kube_url.clone();
+                async move {
+                    if apiserver_reachable(&url).await {
+                        (http::StatusCode::OK, Json("OK"))
+                    } else {
+                        (
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                            Json("apiserver unreachable"),
+                        )
+                    }
+                }
+            }),
+        )
+}
+
+/// Runs every configured listener until one fails.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let cert = read(&config.tls_cert)?;
+    let key = read(&config.tls_key)?;
+    let client_ca = read(&config.client_ca)?;
+    let ingress_ca = read(&config.ingress_ca)?;
+    let direct_addr = config.direct_addr;
+    let ingress_addr = config.ingress_addr;
+    let admin_addr = config.admin_addr;
+    let state = build_state(config)?;
+    let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
+    let mut spawn_tls =
+        |addr: SocketAddr, ca: &[u8], listener: Listener| -> Result<(), StartError> {
+            let tls = RustlsConfig::from_config(Arc::new(tls_config(&cert, &key, ca)?));
+            let app = api::router(state.clone(), listener);
+            tasks.spawn(async move {
+                tracing::info!(%addr, ?listener, "listening (TLS)");
+                axum_server::bind_rustls(addr, tls)
+                    .serve(app.into_make_service())
+                    .await
+                    .map_err(|e| StartError(format!("{listener:?} listener on {addr}: {e}")))
+            });
+            Ok(())
+        };
+    if let Some(addr) = direct_addr {
+        spawn_tls(addr, &client_ca, Listener::Direct)?;
+    }
+    if let Some(addr) = ingress_addr {
+        spawn_tls(addr, &ingress_ca, Listener::Ingress)?;
+    }
+    if let Some(addr) = admin_addr {
+        let app = admin_router(state.clone());
+        tasks.spawn(async move {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError(format!("admin listener on {addr}: {e}")))?;
+            tracing::info!(%addr, "listening (admin, plain HTTP)");
+            axum::serve(listener, app)
+                .await
+                .map_err(|e| StartError(format!("admin listener: {e}")))
+        });
+    }
+    match tasks.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(StartError(format!("listener task failed: {e}"))),
+        None => Err(StartError("no listener configured".into())),
+    }
+}

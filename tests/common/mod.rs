@@ -1,0 +1,305 @@
+//! Test harness: the genuine local cluster (started by tests/run.sh), certificates minted with
+//! certs-dev/mint.sh, tool namespaces made by tests/cluster/provision-tool.sh, and the real
+//! gateway binary on loopback ports.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use tempfile::TempDir;
+
+/// The running local cluster, as described by the env file tests/run.sh sources.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub url: String,
+    pub ca: PathBuf,
+    pub ca_key: PathBuf,
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
+    pub audit_log: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests with tests/run.sh, which starts the local cluster")
+    })
+}
+
+pub fn cluster() -> Cluster {
+    Cluster {
+        url: env("TJF_KUBE_URL"),
+        ca: env("TJF_KUBE_CA").into(),
+        ca_key: env("TJF_KUBE_CA_KEY").into(),
+        admin_cert: env("TJF_KUBE_ADMIN_CERT").into(),
+        admin_key: env("TJF_KUBE_ADMIN_KEY").into(),
+        audit_log: env("TJF_KUBE_AUDIT_LOG").into(),
+        run_dir: env("TJF_KUBE_RUN_DIR").into(),
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command and returns its stdout; panics with its output if it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Certificates for one test: gateway server cert, ingress client cert, tool homes.
+pub struct Pki {
+    pub dir: TempDir,
+    pub home_root: PathBuf,
+    pub cluster: Cluster,
+}
+
+impl Pki {
+    pub fn new(cluster: &Cluster) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let home_root = dir.path().join("project");
+        std::fs::create_dir_all(&home_root).unwrap_or_else(|e| panic!("{e}"));
+        run_ok(
+            Command::new("bash")
+                .arg(repo().join("certs-dev/mint.sh"))
+                .args(["all", "--out"])
+                .arg(dir.path().join("pki"))
+                .arg("--ca-cert")
+                .arg(&cluster.ca)
+                .arg("--ca-key")
+                .arg(&cluster.ca_key),
+        );
+        Self {
+            dir,
+            home_root,
+            cluster: cluster.clone(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("pki").join(name)
+    }
+
+    /// (Re)mints a tool's certificate into its home.
+    pub fn mint_tool(&self, tool: &str) {
+        run_ok(
+            Command::new("bash")
+                .arg(repo().join("certs-dev/mint.sh"))
+                .arg("tool")
+                .arg("--ca-cert")
+                .arg(&self.cluster.ca)
+                .arg("--ca-key")
+                .arg(&self.cluster.ca_key)
+                .arg("--tool-root")
+                .arg(&self.home_root)
+                .arg("--kube-url")
+                .arg(&self.cluster.url)
+                .arg("--kube-ca")
+                .arg(&self.cluster.ca)
+                .arg(tool),
+        );
+    }
+
+    /// Mints an arbitrary client certificate; returns (cert, key).
+    pub fn mint_client(&self, name: &str, subj: &str) -> (PathBuf, PathBuf) {
+        let prefix = self.dir.path().join("clients").join(name);
+        run_ok(
+            Command::new("bash")
+                .arg(repo().join("certs-dev/mint.sh"))
+                .arg("client")
+                .arg("--ca-cert")
+                .arg(&self.cluster.ca)
+                .arg("--ca-key")
+                .arg(&self.cluster.ca_key)
+                .arg("--out")
+                .arg(&prefix)
+                .arg("--subj")
+                .arg(subj),
+        );
+        (prefix.with_extension("crt"), prefix.with_extension("key"))
+    }
+
+    pub fn tool_cert(&self, tool: &str) -> (PathBuf, PathBuf) {
+        let base = self.home_root.join(tool).join(".toolskube");
+        (base.join("client.crt"), base.join("client.key"))
+    }
+}
+
+/// Creates the tool's namespace, RBAC and LimitRange in the cluster and mints its home.
+pub fn provision(pki: &Pki, tool: &str) {
+    // kubectl apply of the shared ClusterRole races when tests provision in parallel
+    static PROVISION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = PROVISION.lock().unwrap_or_else(|p| p.into_inner());
+    run_ok(
+        Command::new("bash")
+            .arg(repo().join("tests/cluster/provision-tool.sh"))
+            .arg(&pki.cluster.run_dir)
+            .arg(tool),
+    );
+    pki.mint_tool(tool);
+}
+
+/// A running gateway process; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub direct: SocketAddr,
+    pub ingress: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    pub fn start(pki: &Pki, extra_env: &[(&str, &str)]) -> Self {
+        let direct: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ingress: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let log = pki
+            .dir
+            .path()
+            .join(format!("gateway-{}.log", direct.port()));
+        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobs-gateway"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("JOBS_GATEWAY_DIRECT_ADDR", direct.to_string())
+            .env("JOBS_GATEWAY_INGRESS_ADDR", ingress.to_string())
+            .env("JOBS_GATEWAY_ADMIN_ADDR", admin.to_string())
+            .env("JOBS_GATEWAY_TLS_CERT", pki.path("gateway.crt"))
+            .env("JOBS_GATEWAY_TLS_KEY", pki.path("gateway.key"))
+            .env("JOBS_GATEWAY_CLIENT_CA", &pki.cluster.ca)
+            .env("JOBS_GATEWAY_KUBE_URL", &pki.cluster.url)
+            .env("JOBS_GATEWAY_KUBE_CA", &pki.cluster.ca)
+            .env("JOBS_GATEWAY_HOME_ROOT", &pki.home_root)
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the gateway: {e}"));
+        let mut gw = Gateway {
+            child,
+            direct,
+            ingress,
+            admin,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if std::net::TcpStream::connect(gw.admin).is_ok()
+                && std::net::TcpStream::connect(gw.direct).is_ok()
+                && std::net::TcpStream::connect(gw.ingress).is_ok()
+            {
+                break;
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("gateway exited with {status}: {}", gw.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start: {}",
+                gw.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gw
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn direct_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.direct.port())
+    }
+
+    pub fn ingress_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.ingress.port())
+    }
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An HTTPS client trusting the cluster CA, presenting (cert, key) if given.
+pub fn https(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::Client {
+    install_crypto();
+    let ca_pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{e}"));
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&ca_pem).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .timeout(Duration::from_secs(30));
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert).unwrap_or_else(|e| panic!("{e}"));
+        pem.extend(std::fs::read(key).unwrap_or_else(|e| panic!("{e}")));
+        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap_or_else(|e| panic!("{e}")));
+    }
+    b.build().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A kube client acting as cluster admin, to check what really happened.
+pub fn admin(cluster: &Cluster) -> kube::Client {
+    install_crypto();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut config = kube::Config::new(cluster.url.parse().unwrap_or_else(|e| panic!("{e}")));
+    let ca = std::fs::read(&cluster.ca).unwrap_or_else(|e| panic!("{e}"));
+    config.root_cert =
+        Some(jobs_gateway::credentials::pem_certificates(&ca).unwrap_or_else(|e| panic!("{e}")));
+    config.auth_info.client_certificate_data =
+        Some(b64.encode(std::fs::read(&cluster.admin_cert).unwrap_or_else(|e| panic!("{e}"))));
+    config.auth_info.client_key_data = Some(
+        b64.encode(std::fs::read(&cluster.admin_key).unwrap_or_else(|e| panic!("{e}")))
+            .into(),
+    );
+    kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends a request and returns (status, JSON body).
+pub async fn call(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("request failed: {e:?}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
+}

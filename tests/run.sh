@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The project's test command: builds (once, cached) and starts the genuine local Kubernetes
+# control plane, runs every test against it, then stops it.
+#
+#   tests/run.sh [cargo test arguments...]
+#
+# Environment: TJF_CLUSTER_CACHE (cluster build cache, default /var/cache/tjf-cluster),
+# TJF_TEST_RUN_DIR (where the cluster keeps its state; default: a new temporary directory).
+set -euo pipefail
+here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+top=$(cd -- "$here/.." && pwd)
+
+say() { printf '%s tests/run.sh: %s\n' "$(date '+%H:%M:%S')" "$*" >&2; }
+
+say "building the local cluster (about 5 minutes the first time, cached afterwards)"
+bash "$here/cluster/build.sh"
+
+run_dir=${TJF_TEST_RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/jobs-gateway-test.XXXXXX")}
+cleanup() {
+  bash "$here/cluster/stop.sh" "$run_dir" --purge >/dev/null 2>&1 || true
+  if [[ -z ${TJF_TEST_RUN_DIR:-} ]]; then rm -rf -- "$run_dir"; fi
+}
+trap cleanup EXIT
+
+say "starting the local cluster in $run_dir"
+bash "$here/cluster/start.sh" "$run_dir"
+# shellcheck disable=SC1091
+. "$run_dir/env"
+
+cd "$top"
+say "running the tests"
+cargo test --all-targets "$@" 2>&1
