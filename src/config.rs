@@ -41,6 +41,21 @@ pub struct Config {
     /// Optional YAML file with the image list.
     pub images_file: Option<PathBuf>,
     pub log_json: bool,
+    /// Requests per second and burst, per tool, for every call.
+    pub rate: (u32, u32),
+    /// Requests per second and burst, per tool, for calls that change something.
+    pub write_rate: (u32, u32),
+    /// Most requests being served at once; more get 503.
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
+    pub max_body_bytes: u64,
+    /// Default job quotas: running (one-off + continuous) and scheduled jobs per tool.
+    pub max_running_jobs: u32,
+    pub max_scheduled_jobs: u32,
+    /// Optional YAML file with per-tool quota overrides.
+    pub quotas_file: Option<PathBuf>,
+    /// Most credential reads in flight at once (each may hang on NFS).
+    pub max_blocking_reads: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +139,41 @@ impl Config {
             client_cache_size: number("JOBS_GATEWAY_CLIENT_CACHE_SIZE", 2000usize)?,
             images_file: var("JOBS_GATEWAY_IMAGES_FILE").map(PathBuf::from),
             log_json,
+            rate: (
+                number("JOBS_GATEWAY_RATE_PER_SEC", 10u32)?,
+                number("JOBS_GATEWAY_RATE_BURST", 30u32)?,
+            ),
+            write_rate: (
+                number("JOBS_GATEWAY_WRITE_RATE_PER_SEC", 2u32)?,
+                number("JOBS_GATEWAY_WRITE_BURST", 20u32)?,
+            ),
+            max_in_flight: number("JOBS_GATEWAY_MAX_IN_FLIGHT", 1024usize)?,
+            request_timeout: Duration::from_millis(number(
+                "JOBS_GATEWAY_REQUEST_TIMEOUT_MS",
+                60_000u64,
+            )?),
+            max_body_bytes: number("JOBS_GATEWAY_MAX_BODY_BYTES", 64 * 1024u64)?,
+            max_running_jobs: number("JOBS_GATEWAY_MAX_RUNNING_JOBS", 16u32)?,
+            max_scheduled_jobs: number("JOBS_GATEWAY_MAX_SCHEDULED_JOBS", 34u32)?,
+            quotas_file: var("JOBS_GATEWAY_QUOTAS_FILE").map(PathBuf::from),
+            max_blocking_reads: number("JOBS_GATEWAY_MAX_BLOCKING_READS", 64usize)?,
         };
+        for (name, value) in [
+            ("JOBS_GATEWAY_RATE_PER_SEC", cfg.rate.0),
+            ("JOBS_GATEWAY_RATE_BURST", cfg.rate.1),
+            ("JOBS_GATEWAY_WRITE_RATE_PER_SEC", cfg.write_rate.0),
+            ("JOBS_GATEWAY_WRITE_BURST", cfg.write_rate.1),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{name} must be at least 1")));
+            }
+        }
+        if cfg.max_in_flight == 0 || cfg.max_blocking_reads == 0 {
+            return Err(ConfigError(
+                "JOBS_GATEWAY_MAX_IN_FLIGHT and JOBS_GATEWAY_MAX_BLOCKING_READS must be at least 1"
+                    .into(),
+            ));
+        }
         if cfg.direct_addr.is_none() && cfg.ingress_addr.is_none() {
             return Err(ConfigError(
                 "neither JOBS_GATEWAY_DIRECT_ADDR nor JOBS_GATEWAY_INGRESS_ADDR is set".into(),

@@ -5,4 +5,5 @@ pub mod config;
 pub mod credentials;
 pub mod identity;
 pub mod jobs;
+pub mod limits;
 pub mod server;

@@ -13,10 +13,12 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::task::JoinSet;
 
 use crate::api::auth::Listener;
+use crate::api::guard::LoadLimits;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::credentials::{pem_certificates, CredentialStore, StoreSettings};
 use crate::jobs::images::ImageCatalog;
+use crate::limits::{spawn_housekeeping, JobQuota, JobQuotas, Rate, RateLimits};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -85,10 +87,36 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         fs_timeout: config.fs_timeout,
         kube_timeout: config.kube_timeout,
         capacity: config.client_cache_size,
-        max_blocking_reads: 64,
+        max_blocking_reads: config.max_blocking_reads,
     })
     .map_err(StartError)?;
+    let rate_limits = Arc::new(RateLimits::new(
+        Rate {
+            per_second: config.rate.0,
+            burst: config.rate.1,
+        },
+        Rate {
+            per_second: config.write_rate.0,
+            burst: config.write_rate.1,
+        },
+    ));
+    let quotas = JobQuotas::new(
+        JobQuota {
+            running: config.max_running_jobs,
+            scheduled: config.max_scheduled_jobs,
+        },
+        config.quotas_file.clone(),
+    )
+    .map_err(StartError)?;
+    let load = LoadLimits {
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
+        timeout: config.request_timeout,
+        max_body: config.max_body_bytes,
+    };
     Ok(AppState {
+        rate_limits,
+        quotas: Arc::new(quotas),
+        load,
         config: Arc::new(config),
         credentials: Arc::new(credentials),
         catalog: Arc::new(RwLock::new(Arc::new(catalog))),
@@ -147,6 +175,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let ingress_addr = config.ingress_addr;
     let admin_addr = config.admin_addr;
     let state = build_state(config)?;
+    spawn_housekeeping(state.rate_limits.clone());
     let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
     let mut spawn_tls =
         |addr: SocketAddr, ca: &[u8], listener: Listener| -> Result<(), StartError> {

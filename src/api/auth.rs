@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum_server::tls::TlsInfo;
 
 use super::error::ApiError;
+use super::guard::{is_mutating, RequestContext};
 use crate::identity::{self, ToolName};
 
 pub const SUBJECT_HEADER: &str = "ssl-client-subject-dn";
@@ -24,11 +25,12 @@ pub enum Listener {
 }
 
 /// What the auth layer needs to know.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuthPolicy {
     pub listener: Listener,
     pub organisation: String,
     pub ingress_cn: String,
+    pub rate_limits: Arc<crate::limits::RateLimits>,
 }
 
 /// The authenticated caller, put into request extensions.
@@ -110,6 +112,18 @@ pub async fn require_caller(
 ) -> Response {
     match authenticate(&policy, &req) {
         Ok(tool) => {
+            if let Some(ctx) = req.extensions().get::<Arc<RequestContext>>() {
+                ctx.set_tool(tool.as_str());
+            }
+            if let Err(wait) = policy.rate_limits.check(&tool, is_mutating(req.method())) {
+                tracing::info!(tool = %tool, "rate limited");
+                let mut e = ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many requests from tool '{tool}'; try again in {wait} s"),
+                );
+                e.retry_after = Some(wait);
+                return e.into_response();
+            }
             req.extensions_mut().insert(Caller { tool });
             next.run(req).await
         }

@@ -9,8 +9,11 @@ use chrono::Utc;
 use k8s_openapi::api::core::v1::LimitRange;
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
 use super::auth::Caller;
 use super::error::{from_kube, ApiError};
+use super::guard::RequestContext;
 use super::AppState;
 use crate::jobs::objects::{self, BuildContext};
 use crate::jobs::quantity::Quantity;
@@ -98,8 +101,10 @@ pub async fn show(
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<Arc<RequestContext>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    ctx.set_job(&name);
     if check_job_name(&name).is_err() {
         return Err(not_found(&name));
     }
@@ -174,6 +179,34 @@ fn check_limits(ranges: &[LimitRange], req: &RunRequest) -> Result<(), ApiError>
     Ok(())
 }
 
+/// The gateway's own per-tool limits on the number of jobs (like the grid's).
+async fn check_job_quota(
+    state: &AppState,
+    caller: &Caller,
+    rt: &ToolRuntime,
+    req: &RunRequest,
+) -> Result<(), ApiError> {
+    let quota = state.quotas.for_tool(&caller.tool);
+    let (running, scheduled) = rt
+        .counts()
+        .await
+        .map_err(|e| from_kube(&e, "count the tool's jobs"))?;
+    if req.schedule.is_some() {
+        if scheduled >= quota.scheduled as usize {
+            return Err(ApiError::forbidden(format!(
+                "Job quota exceeded: tool '{}' already has {scheduled} scheduled jobs and may have at most {}. Delete one first.",
+                caller.tool, quota.scheduled
+            )));
+        }
+    } else if running >= quota.running as usize {
+        return Err(ApiError::forbidden(format!(
+            "Job quota exceeded: tool '{}' already has {running} running one-off and continuous jobs and may have at most {}. Wait for one to finish or delete one first.",
+            caller.tool, quota.running
+        )));
+    }
+    Ok(())
+}
+
 /// Validates a run request and builds its manifest, without touching Kubernetes.
 pub fn prepare(
     state: &AppState,
@@ -219,11 +252,15 @@ pub fn prepare(
 pub async fn run(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<Arc<RequestContext>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let (req, manifest) = prepare(&state, &caller, &headers, &body)?;
+    ctx.set_job(&req.name);
     let rt = runtime(&state, &caller).await?;
+    // One creation at a time per tool: the quota check and the create must not interleave.
+    let _slot = state.quotas.creation_slot(&caller.tool).await;
     if rt
         .exists(&req.name)
         .await
@@ -234,6 +271,7 @@ pub async fn run(
             "A job with the same name exists already",
         ));
     }
+    check_job_quota(&state, &caller, &rt, &req).await?;
     if req.memory.is_some() || req.cpu.is_some() {
         let ranges = rt
             .limit_ranges()

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod guard;
 pub mod handlers;
 
 use std::sync::{Arc, RwLock};
@@ -13,6 +14,7 @@ use crate::config::{Config, ContinuousKind};
 use crate::credentials::CredentialStore;
 use crate::jobs::images::ImageCatalog;
 use crate::jobs::labels::ContinuousComponent;
+use crate::limits::{JobQuotas, RateLimits};
 use auth::{AuthPolicy, Listener};
 
 /// Shared by every request.
@@ -21,6 +23,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub credentials: Arc<CredentialStore>,
     pub catalog: Arc<RwLock<Arc<ImageCatalog>>>,
+    pub rate_limits: Arc<RateLimits>,
+    pub quotas: Arc<JobQuotas>,
+    pub load: guard::LoadLimits,
 }
 
 impl AppState {
@@ -66,7 +71,9 @@ pub fn router(state: AppState, listener: Listener) -> Router {
         listener,
         organisation: state.config.organisation.clone(),
         ingress_cn: state.config.ingress_cn.clone(),
+        rate_limits: state.rate_limits.clone(),
     });
+    let load = state.load.clone();
     let authed = job_routes().layer(axum::middleware::from_fn_with_state(
         policy,
         auth::require_caller,
@@ -79,4 +86,9 @@ pub fn router(state: AppState, listener: Listener) -> Router {
             error::ApiError::not_found("no such route; see the API documentation")
         })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            load,
+            guard::load_guard,
+        ))
+        .layer(axum::middleware::from_fn(guard::request_context))
 }

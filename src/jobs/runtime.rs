@@ -138,6 +138,43 @@ impl ToolRuntime {
         })
     }
 
+    /// (running one-off + continuous jobs, scheduled jobs) of the tool, for the job quotas.
+    pub async fn counts(&self) -> Result<(usize, usize), kube::Error> {
+        let cont = params(&self.sel(Some(Component::Continuous(self.continuous)), None));
+        let crons = params(&self.sel(Some(Component::CronJobs), None));
+        let cron_api = self.api::<CronJob>();
+        let (jobs, cronjobs, continuous) = tokio::try_join!(
+            self.list_of::<Job>(params(&self.sel(Some(Component::Jobs), None))),
+            cron_api.list_metadata(&crons),
+            async {
+                match self.continuous {
+                    ContinuousComponent::ReplicationControllers => self
+                        .api::<ReplicationController>()
+                        .list_metadata(&cont)
+                        .await
+                        .map(|l| l.items.len()),
+                    ContinuousComponent::Deployments => self
+                        .api::<Deployment>()
+                        .list_metadata(&cont)
+                        .await
+                        .map(|l| l.items.len()),
+                }
+            },
+        )?;
+        let finished = |j: &Job| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter().any(|c| {
+                        (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+                    })
+                })
+        };
+        let running = jobs.iter().filter(|j| !finished(j)).count() + continuous;
+        Ok((running, cronjobs.items.len()))
+    }
+
     /// Whether any job object of this name exists.
     pub async fn exists(&self, name: &str) -> Result<bool, kube::Error> {
         let jobs = params(&self.sel(Some(Component::Jobs), Some(name)));

@@ -1,0 +1,239 @@
+//! Per-tool rate limits, job quotas, isolation from a hung home, and the audit trail.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+fn run_body(name: &str) -> serde_json::Value {
+    json!({"name": name, "imagename": "bookworm", "cmd": "sleep 1000"})
+}
+
+#[tokio::test]
+async fn a_tool_over_its_rate_gets_429_while_others_are_unaffected() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "rl-alice");
+    provision(&pki, "rl-bob");
+    let gw = Gateway::start(
+        &pki,
+        &[
+            ("JOBS_GATEWAY_RATE_PER_SEC", "1"),
+            ("JOBS_GATEWAY_RATE_BURST", "5"),
+        ],
+    );
+    let (ac, ak) = pki.tool_cert("rl-alice");
+    let (bc, bk) = pki.tool_cert("rl-bob");
+    let alice = https(&cluster.ca, Some((&ac, &ak)));
+    let bob = https(&cluster.ca, Some((&bc, &bk)));
+    let mut refused = None;
+    for i in 0..10 {
+        let resp = alice
+            .get(gw.direct_url("/api/v1/list/"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if resp.status().as_u16() == 429 {
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            refused = Some((i, retry, body));
+            break;
+        }
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let (i, retry, body) = refused.unwrap_or_else(|| panic!("alice was never rate limited"));
+    assert!(i >= 5, "refused after only {i} requests; the burst is 5");
+    assert!(retry.is_some_and(|r| r >= 1), "Retry-After missing");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many requests"),
+        "{body}"
+    );
+    let (status, _) = call(bob.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200, "bob is not affected by alice's limit");
+}
+
+#[tokio::test]
+async fn the_seventeenth_running_job_is_refused_even_in_a_race() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tool = "quota-grid";
+    provision(&pki, tool);
+    let gw = Gateway::start(
+        &pki,
+        &[
+            ("JOBS_GATEWAY_WRITE_BURST", "100"),
+            ("JOBS_GATEWAY_RATE_BURST", "200"),
+        ],
+    );
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    call(client.delete(gw.direct_url("/api/v1/flush/"))).await;
+    for i in 1..=15 {
+        let (status, body) = call(
+            client
+                .post(gw.direct_url("/api/v1/run/"))
+                .json(&run_body(&format!("j{i}"))),
+        )
+        .await;
+        assert_eq!(status, 200, "job {i}: {body}");
+    }
+    // two runs race for the 16th and last slot
+    let (a, b) = tokio::join!(
+        call(
+            client
+                .post(gw.direct_url("/api/v1/run/"))
+                .json(&run_body("race-a"))
+        ),
+        call(
+            client
+                .post(gw.direct_url("/api/v1/run/"))
+                .json(&run_body("race-b"))
+        )
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 403],
+        "exactly one of the racing runs gets the last slot: {a:?} {b:?}"
+    );
+    let refused = if a.0 == 403 { a.1 } else { b.1 };
+    let msg = refused["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("quota") && msg.contains("16"), "{msg}");
+    let (status, body) = call(
+        client
+            .post(gw.direct_url("/api/v1/run/"))
+            .json(&run_body("j17")),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let jobs = Api::<Job>::namespaced(admin(&cluster), "tool-quota-grid")
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(jobs.items.len(), 16);
+    // scheduled jobs have their own quota
+    let (status, body) = call(client.post(gw.direct_url("/api/v1/run/")).json(
+        &json!({"name": "cron", "imagename": "bookworm", "cmd": "date", "schedule": "@hourly"}),
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    call(client.delete(gw.direct_url("/api/v1/flush/"))).await;
+}
+
+#[tokio::test]
+async fn a_hung_home_read_for_one_tool_does_not_delay_others() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "hang-alice");
+    provision(&pki, "hang-bob");
+    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_FS_TIMEOUT_MS", "1000")]);
+    let (ac, ak) = pki.tool_cert("hang-alice");
+    let (bc, bk) = pki.tool_cert("hang-bob");
+    let alice = https(&cluster.ca, Some((&ac, &ak)));
+    let bob = https(&cluster.ca, Some((&bc, &bk)));
+    let (status, _) = call(alice.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200);
+
+    // alice's certificate becomes a FIFO: opening it blocks like a hung NFS read
+    let crt = pki.home_root.join("hang-alice/.toolskube/client.crt");
+    std::fs::remove_file(&crt).unwrap_or_else(|e| panic!("{e}"));
+    run_ok(std::process::Command::new("mkfifo").arg(&crt));
+
+    let start = Instant::now();
+    let hung = tokio::spawn({
+        let url = gw.direct_url("/api/v1/list/");
+        let alice = alice.clone();
+        async move { call(alice.get(url)).await }
+    });
+    // while alice's read hangs, bob's requests go through promptly
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (status, _) = call(bob.get(gw.direct_url("/api/v1/list/"))).await;
+        assert_eq!(status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "bob waited {:?}",
+            t.elapsed()
+        );
+    }
+    let (status, body) = hung.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{body}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // a second request for alice fails fast instead of piling up another blocked read
+    let t = Instant::now();
+    let (status, _) = call(alice.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 503);
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "alice's second request took {:?}",
+        t.elapsed()
+    );
+    // unblock the stuck reader so the gateway can finish cleanly
+    let _ = std::fs::OpenOptions::new().write(true).open(&crt);
+}
+
+#[tokio::test]
+async fn mutating_calls_leave_one_audit_line_without_secrets() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "audit-alice");
+    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_LOG_FORMAT", "json")]);
+    let (c, k) = pki.tool_cert("audit-alice");
+    let client = https(&cluster.ca, Some((&c, &k)));
+    let resp = client
+        .post(gw.direct_url("/api/v1/run/"))
+        .json(&run_body("audited"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no x-request-id header"));
+    call(client.delete(gw.direct_url("/api/v1/delete/audited"))).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log_text();
+    let audit: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "audit")
+        .collect();
+    let run = audit
+        .iter()
+        .find(|l| l["fields"]["request_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no audit line for request {id}: {log}"));
+    assert_eq!(run["fields"]["tool"], "audit-alice");
+    assert_eq!(run["fields"]["job"], "audited");
+    assert_eq!(run["fields"]["action"], "POST");
+    assert_eq!(run["fields"]["result"], "ok");
+    assert!(audit
+        .iter()
+        .any(|l| l["fields"]["action"] == "DELETE" && l["fields"]["job"] == "audited"));
+    assert!(!log.contains("BEGIN"), "PEM material in the log");
+    let key_text = std::fs::read_to_string(&k).unwrap_or_default();
+    let key_body = key_text.lines().nth(1).unwrap_or("-");
+    assert!(!log.contains(key_body), "key material in the log");
+}
