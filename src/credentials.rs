@@ -13,7 +13,7 @@
 //! Clients are cached per tool and reused (connection pool, TLS sessions). Every request stats
 //! the two files; a changed size, mtime or inode (a rotated certificate) rebuilds the client.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -80,7 +80,8 @@ pub struct CredentialStore {
     connect_timeout: Duration,
     capacity: usize,
     blocking: Arc<Semaphore>,
-    reading: Arc<Mutex<HashSet<ToolName>>>,
+    /// Tools with a read that timed out and is still hanging.
+    stuck: Arc<Mutex<HashMap<ToolName, usize>>>,
     cache: Mutex<HashMap<ToolName, Entry>>,
     stats: Mutex<CacheStats>,
 }
@@ -102,15 +103,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Releases a tool's "read in flight" mark when the blocking read really ends.
-struct ReadingGuard {
-    set: Arc<Mutex<HashSet<ToolName>>>,
-    tool: ToolName,
+/// Whether one blocking read has finished, and whether it was given up on while hung.
+#[derive(Default)]
+struct ReadState {
+    finished: bool,
+    stuck: bool,
 }
 
-impl Drop for ReadingGuard {
+/// Dropped when the blocking read really ends: clears the tool's "stuck" mark if it had one.
+struct ReadGuard {
+    stuck_tools: Arc<Mutex<HashMap<ToolName, usize>>>,
+    tool: ToolName,
+    state: Arc<Mutex<ReadState>>,
+}
+
+impl Drop for ReadGuard {
     fn drop(&mut self) {
-        lock(&self.set).remove(&self.tool);
+        let mut st = lock(&self.state);
+        st.finished = true;
+        if st.stuck {
+            let mut stuck = lock(&self.stuck_tools);
+            if let Some(n) = stuck.get_mut(&self.tool) {
+                *n -= 1;
+                if *n == 0 {
+                    stuck.remove(&self.tool);
+                }
+            }
+        }
     }
 }
 
@@ -134,7 +153,7 @@ impl CredentialStore {
             connect_timeout: settings.kube_timeout.min(Duration::from_secs(2)),
             capacity: settings.capacity.max(1),
             blocking: Arc::new(Semaphore::new(settings.max_blocking_reads.max(1))),
-            reading: Arc::new(Mutex::new(HashSet::new())),
+            stuck: Arc::new(Mutex::new(HashMap::new())),
             cache: Mutex::new(HashMap::new()),
             stats: Mutex::new(CacheStats::default()),
         })
@@ -155,7 +174,7 @@ impl CredentialStore {
             let home_root = self.home_root.clone();
             let t = tool.clone();
             let current = self
-                .blocking_read(tool, move || stamp_files(&home_root, &t))
+                .run_blocking(tool, move || stamp_files(&home_root, &t))
                 .await?;
             if current == stamp {
                 let mut cache = lock(&self.cache);
@@ -175,7 +194,7 @@ impl CredentialStore {
         let org = self.organisation.clone();
         let t = tool.clone();
         let material = self
-            .blocking_read(tool, move || load_material(&home_root, &t, &org))
+            .run_blocking(tool, move || load_material(&home_root, &t, &org))
             .await?;
         let client = self.build_client(tool, &material)?;
         let mut cache = lock(&self.cache);
@@ -206,7 +225,9 @@ impl CredentialStore {
         lock(&self.cache).remove(tool);
     }
 
-    async fn blocking_read<T, F>(&self, tool: &ToolName, f: F) -> Result<T, CredentialError>
+    /// Runs a blocking filesystem operation for `tool` on the bounded pool, with the read
+    /// timeout. A tool whose earlier read is still hung fails at once instead of piling up.
+    pub async fn run_blocking<T, F>(&self, tool: &ToolName, f: F) -> Result<T, CredentialError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, CredentialError> + Send + 'static,
@@ -214,16 +235,14 @@ impl CredentialStore {
         let timeout = || CredentialError::Timeout {
             tool: tool.to_string(),
         };
-        {
-            let mut reading = lock(&self.reading);
-            if !reading.insert(tool.clone()) {
-                // An earlier read of this tool's home is still hung (or running): don't pile up.
-                return Err(timeout());
-            }
+        if lock(&self.stuck).contains_key(tool) {
+            return Err(timeout());
         }
-        let guard = ReadingGuard {
-            set: self.reading.clone(),
+        let state = Arc::new(Mutex::new(ReadState::default()));
+        let guard = ReadGuard {
+            stuck_tools: self.stuck.clone(),
             tool: tool.clone(),
+            state: state.clone(),
         };
         let deadline = tokio::time::Instant::now() + self.fs_timeout;
         let permit =
@@ -242,7 +261,14 @@ impl CredentialStore {
                 tool: tool.to_string(),
                 reason: format!("reader task failed: {join}"),
             }),
-            Err(_) => Err(timeout()),
+            Err(_) => {
+                let mut st = lock(&state);
+                if !st.finished {
+                    st.stuck = true;
+                    *lock(&self.stuck).entry(tool.clone()).or_insert(0) += 1;
+                }
+                Err(timeout())
+            }
         }
     }
 

@@ -123,6 +123,49 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
     })
 }
 
+/// Re-reads the image list when its file (a mounted ConfigMap) changes; a broken file keeps
+/// the previous list.
+fn spawn_image_reloader(state: &AppState) {
+    let Some(path) = state.config.images_file.clone() else {
+        return;
+    };
+    let catalog = state.catalog.clone();
+    tokio::spawn(async move {
+        let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen = mtime(&path);
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let p = path.clone();
+            let now = tokio::task::spawn_blocking(move || mtime(&p))
+                .await
+                .ok()
+                .flatten();
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            let p = path.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                std::fs::read_to_string(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| ImageCatalog::from_yaml(&t))
+            })
+            .await;
+            match loaded {
+                Ok(Ok(c)) => {
+                    if let Ok(mut slot) = catalog.write() {
+                        *slot = Arc::new(c);
+                    }
+                    tracing::info!(file = %path.display(), "image list reloaded");
+                }
+                Ok(Err(e)) => tracing::warn!("{e}; keeping the previous image list"),
+                Err(e) => tracing::warn!("image list reload failed: {e}"),
+            }
+        }
+    });
+}
+
 /// Whether the apiserver accepts TCP connections (readiness).
 async fn apiserver_reachable(url: &str) -> bool {
     let Ok(uri) = url.parse::<http::Uri>() else {
@@ -176,6 +219,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let admin_addr = config.admin_addr;
     let state = build_state(config)?;
     spawn_housekeeping(state.rate_limits.clone());
+    spawn_image_reloader(&state);
     let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
     let mut spawn_tls =
         |addr: SocketAddr, ca: &[u8], listener: Listener| -> Result<(), StartError> {

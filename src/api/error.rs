@@ -51,13 +51,41 @@ impl ApiError {
     }
 }
 
+/// The error shape a request's client generation parses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Release 13/14: `{"message": …, "data": {…}}`.
+    Legacy,
+    /// 16.x: `{"error": [...], "messages": {"error": [...], …}}`.
+    V1,
+}
+
+tokio::task_local! {
+    /// Set per request by the outermost layer, from the route prefix.
+    pub static FLAVOR: Flavor;
+}
+
+impl Flavor {
+    pub fn of_path(path: &str) -> Self {
+        if path.contains("/v1/tool/") {
+            Flavor::V1
+        } else {
+            Flavor::Legacy
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(json!({"message": self.message, "data": self.data})),
-        )
-            .into_response();
+        let flavor = FLAVOR.try_with(|f| *f).unwrap_or(Flavor::Legacy);
+        let body = match flavor {
+            Flavor::Legacy => json!({"message": self.message, "data": self.data}),
+            Flavor::V1 => json!({
+                "error": [self.message],
+                "messages": {"error": [self.message], "info": [], "warning": []},
+            }),
+        };
+        let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert("retry-after", v);

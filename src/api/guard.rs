@@ -71,7 +71,8 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(ctx.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mut resp = next.run(req).await;
+    let flavor = super::error::Flavor::of_path(&path);
+    let mut resp = super::error::FLAVOR.scope(flavor, next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&ctx.id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }

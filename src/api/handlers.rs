@@ -1,23 +1,29 @@
-//! Route handlers. Each one acts only inside the caller's namespace, with the caller's client.
+//! The job operations, shared by every API generation, and the release 13/14 routes.
+//! Each operation acts only inside the caller's namespace, with the caller's own client.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
 use k8s_openapi::api::core::v1::LimitRange;
+use serde::Deserialize;
 use serde_json::{json, Value};
-
-use std::sync::Arc;
 
 use super::auth::Caller;
 use super::error::{from_kube, ApiError};
 use super::guard::RequestContext;
 use super::AppState;
+use crate::jobs::labels::Component;
+use crate::jobs::logs;
 use crate::jobs::objects::{self, BuildContext};
 use crate::jobs::quantity::Quantity;
-use crate::jobs::request::{check_job_name, fields_from_body, RunRequest};
+use crate::jobs::quota::{self, GatewayJobUsage};
+use crate::jobs::request::{check_job_name, fields_from_body, Dialect, RunRequest};
 use crate::jobs::runtime::{Snapshot, ToolRuntime};
 use crate::jobs::schedule::parse_schedule;
 use crate::jobs::view::{self, JobView};
@@ -26,7 +32,9 @@ pub async fn healthz() -> Json<&'static str> {
     Json("OK")
 }
 
-async fn runtime(state: &AppState, caller: &Caller) -> Result<ToolRuntime, ApiError> {
+// ---------------------------------------------------------------- shared operations
+
+pub async fn runtime(state: &AppState, caller: &Caller) -> Result<ToolRuntime, ApiError> {
     let client = state.credentials.client_for(&caller.tool).await?;
     Ok(ToolRuntime::new(
         client,
@@ -54,89 +62,101 @@ pub fn views(state: &AppState, snap: &Snapshot) -> Vec<JobView> {
         ));
     }
     for rc in &snap.rcs {
-        out.push(view::rc_view(rc, &snap.pods, &catalog));
+        out.push(view::rc_view(rc, &snap.pods, &catalog, now));
     }
     for d in &snap.deployments {
-        out.push(view::deployment_view(d, &snap.pods, &catalog));
+        out.push(view::deployment_view(d, &snap.pods, &catalog, now));
     }
     out
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Json<Vec<JobView>>, ApiError> {
-    let rt = runtime(&state, &caller).await?;
+pub async fn list_views(state: &AppState, caller: &Caller) -> Result<Vec<JobView>, ApiError> {
+    let rt = runtime(state, caller).await?;
     let snap = rt
         .snapshot(None)
         .await
         .map_err(|e| from_kube(&e, "list jobs"))?;
-    Ok(Json(views(&state, &snap)))
+    Ok(views(state, &snap))
 }
 
-fn not_found(name: &str) -> ApiError {
+pub fn not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("Job '{name}' does not exist"))
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-) -> Result<Json<JobView>, ApiError> {
-    if check_job_name(&name).is_err() {
-        return Err(not_found(&name));
+pub async fn show_view(state: &AppState, caller: &Caller, name: &str) -> Result<JobView, ApiError> {
+    if check_job_name(name).is_err() {
+        return Err(not_found(name));
     }
-    let rt = runtime(&state, &caller).await?;
+    let rt = runtime(state, caller).await?;
     let snap = rt
-        .snapshot(Some(&name))
+        .snapshot(Some(name))
         .await
         .map_err(|e| from_kube(&e, "read the job"))?;
-    views(&state, &snap)
+    views(state, &snap)
         .into_iter()
         .next()
-        .map(Json)
-        .ok_or_else(|| not_found(&name))
+        .ok_or_else(|| not_found(name))
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<Arc<RequestContext>>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    ctx.set_job(&name);
-    if check_job_name(&name).is_err() {
-        return Err(not_found(&name));
+pub async fn delete_job(
+    state: &AppState,
+    caller: &Caller,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<(), ApiError> {
+    ctx.set_job(name);
+    if check_job_name(name).is_err() {
+        return Err(not_found(name));
     }
-    let rt = runtime(&state, &caller).await?;
+    let rt = runtime(state, caller).await?;
     if !rt
-        .exists(&name)
+        .exists(name)
         .await
         .map_err(|e| from_kube(&e, "look up the job"))?
     {
-        return Err(not_found(&name));
+        return Err(not_found(name));
     }
-    rt.delete(Some(&name))
+    rt.delete(Some(name))
         .await
-        .map_err(|e| from_kube(&e, "delete the job"))?;
-    tracing::info!(tool = %caller.tool, job = %name, action = "delete", "job deleted");
-    Ok(Json(json!("")))
+        .map_err(|e| from_kube(&e, "delete the job"))
 }
 
-pub async fn flush(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
-    let rt = runtime(&state, &caller).await?;
+pub async fn flush_jobs(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let rt = runtime(state, caller).await?;
     rt.delete(None)
         .await
-        .map_err(|e| from_kube(&e, "delete the jobs"))?;
-    tracing::info!(tool = %caller.tool, action = "flush", "all jobs deleted");
-    Ok(Json(json!("")))
+        .map_err(|e| from_kube(&e, "delete the jobs"))
+}
+
+pub async fn restart_job(
+    state: &AppState,
+    caller: &Caller,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<(), ApiError> {
+    ctx.set_job(name);
+    if check_job_name(name).is_err() {
+        return Err(not_found(name));
+    }
+    let rt = runtime(state, caller).await?;
+    let existing = rt
+        .existing(name)
+        .await
+        .map_err(|e| from_kube(&e, "look up the job"))?
+        .ok_or_else(|| not_found(name))?;
+    if existing.component == Component::Jobs {
+        return Err(ApiError::bad_request("Unable to restart a one-off job"));
+    }
+    rt.restart(name, existing.component)
+        .await
+        .map_err(|e| from_kube(&e, "restart the job"))
 }
 
 /// Checks requested memory/CPU against the namespace's per-container LimitRange.
 fn check_limits(ranges: &[LimitRange], req: &RunRequest) -> Result<(), ApiError> {
+    type Bounds = Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >;
     for range in ranges {
         let Some(spec) = range.spec.as_ref() else {
             continue;
@@ -147,12 +167,7 @@ fn check_limits(ranges: &[LimitRange], req: &RunRequest) -> Result<(), ApiError>
                 ("memory", "memory", req.memory.as_ref()),
             ] {
                 let Some(asked) = asked else { continue };
-                let bound = |m: &Option<
-                    std::collections::BTreeMap<
-                        String,
-                        k8s_openapi::apimachinery::pkg::api::resource::Quantity,
-                    >,
-                >| {
+                let bound = |m: &Bounds| {
                     m.as_ref()
                         .and_then(|m| m.get(key))
                         .and_then(|q| Quantity::parse(&q.0))
@@ -213,12 +228,18 @@ pub fn prepare(
     caller: &Caller,
     headers: &HeaderMap,
     body: &[u8],
+    dialect: Dialect,
 ) -> Result<(RunRequest, Value), ApiError> {
     let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    if dialect == Dialect::V1
+        && content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+    {
+        return Err(ApiError::bad_request("this API takes JSON bodies only"));
+    }
     let fields = fields_from_body(content_type, body).map_err(ApiError::bad_request)?;
-    let req = RunRequest::from_fields(&fields).map_err(ApiError::bad_request)?;
+    let mut req = RunRequest::parse(&fields, dialect).map_err(ApiError::bad_request)?;
     let catalog = state.images();
     let image = catalog.resolve(&req.image).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -236,6 +257,18 @@ pub fn prepare(
         None => None,
     };
     let home = state.home_of(tool);
+    if dialect == Dialect::V1 && req.filelog {
+        // 16.x shows absolute log paths; relative ones are relative to the home
+        let absolute = |p: Option<String>, ext: &str| -> String {
+            match p {
+                Some(p) if p.starts_with('/') => p,
+                Some(p) => format!("{home}/{p}"),
+                None => format!("{home}/{}.{ext}", req.name),
+            }
+        };
+        req.filelog_stdout = Some(absolute(req.filelog_stdout.take(), "out"));
+        req.filelog_stderr = Some(absolute(req.filelog_stderr.take(), "err"));
+    }
     let manifest = objects::build(
         &req,
         &BuildContext {
@@ -249,16 +282,40 @@ pub fn prepare(
     Ok((req, manifest))
 }
 
-pub async fn run(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<Arc<RequestContext>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
-    let (req, manifest) = prepare(&state, &caller, &headers, &body)?;
+/// Quota and LimitRange checks, then the create. Holds the tool's creation slot.
+async fn create_checked(
+    state: &AppState,
+    caller: &Caller,
+    rt: &ToolRuntime,
+    req: &RunRequest,
+    manifest: &Value,
+) -> Result<Value, ApiError> {
+    check_job_quota(state, caller, rt, req).await?;
+    if req.memory.is_some() || req.cpu.is_some() {
+        let ranges = rt
+            .limit_ranges()
+            .await
+            .map_err(|e| from_kube(&e, "read the namespace limits"))?;
+        check_limits(&ranges, req)?;
+    }
+    rt.create(manifest.clone()).await.map_err(|e| {
+        tracing::info!(tool = %caller.tool, job = %req.name, error = %e, "create refused");
+        from_kube(&e, "create the job").with_data(json!({"k8s_object": manifest}))
+    })
+}
+
+/// Creates a job; 409 when the name is taken.
+pub async fn create_job(
+    state: &AppState,
+    caller: &Caller,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    body: &[u8],
+    dialect: Dialect,
+) -> Result<(RunRequest, Value), ApiError> {
+    let (req, manifest) = prepare(state, caller, headers, body, dialect)?;
     ctx.set_job(&req.name);
-    let rt = runtime(&state, &caller).await?;
+    let rt = runtime(state, caller).await?;
     // One creation at a time per tool: the quota check and the create must not interleave.
     let _slot = state.quotas.creation_slot(&caller.tool).await;
     if rt
@@ -268,21 +325,441 @@ pub async fn run(
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "A job with the same name exists already",
+            format!("A job with the name {} exists already", req.name),
         ));
     }
-    check_job_quota(&state, &caller, &rt, &req).await?;
-    if req.memory.is_some() || req.cpu.is_some() {
-        let ranges = rt
-            .limit_ranges()
-            .await
-            .map_err(|e| from_kube(&e, "read the namespace limits"))?;
-        check_limits(&ranges, &req)?;
+    let created = create_checked(state, caller, &rt, &req, &manifest).await?;
+    Ok((req, created))
+}
+
+/// Create-or-update (16.x `load`): (message, whether anything changed).
+pub async fn upsert_job(
+    state: &AppState,
+    caller: &Caller,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, bool), ApiError> {
+    let (req, manifest) = prepare(state, caller, headers, body, Dialect::V1)?;
+    ctx.set_job(&req.name);
+    let rt = runtime(state, caller).await?;
+    let _slot = state.quotas.creation_slot(&caller.tool).await;
+    let existing = rt
+        .existing(&req.name)
+        .await
+        .map_err(|e| from_kube(&e, "look up existing jobs"))?;
+    let wanted = objects::component_of(&req, state.continuous_component());
+    let name = &req.name;
+    match existing {
+        None => {
+            create_checked(state, caller, &rt, &req, &manifest).await?;
+            Ok((format!("Job {name} created"), true))
+        }
+        Some(e) if e.component == Component::Jobs && wanted == Component::Jobs => Ok((
+            "OneOffJobs can't be updated, delete and recreate it instead".into(),
+            false,
+        )),
+        Some(e)
+            if e.component == wanted
+                && e.spec_hash.as_deref()
+                    == manifest["metadata"]["annotations"][crate::jobs::labels::SPEC_HASH]
+                        .as_str() =>
+        {
+            Ok((format!("Job {name} is already up to date"), false))
+        }
+        Some(_) => {
+            rt.delete(Some(name))
+                .await
+                .map_err(|e| from_kube(&e, "replace the job"))?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while rt
+                .exists(name)
+                .await
+                .map_err(|e| from_kube(&e, "replace the job"))?
+            {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(ApiError::unavailable(format!(
+                        "the old version of job {name} is still being deleted; try again"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            create_checked(state, caller, &rt, &req, &manifest).await?;
+            Ok((format!("Job {name} was updated"), true))
+        }
     }
-    let created = rt.create(manifest.clone()).await.map_err(|e| {
-        tracing::info!(tool = %caller.tool, job = %req.name, action = "run", error = %e, "create refused");
-        from_kube(&e, "create the job").with_data(json!({"k8s_object": manifest}))
-    })?;
-    tracing::info!(tool = %caller.tool, job = %req.name, action = "run", kind = %manifest["kind"], "job created");
-    Ok((StatusCode::OK, Json(created)))
+}
+
+pub fn image_list(state: &AppState) -> Value {
+    let catalog = state.images();
+    Value::Array(
+        catalog
+            .listed()
+            .iter()
+            .map(|i| json!({"shortname": i.canonical_name, "image": i.container}))
+            .collect(),
+    )
+}
+
+/// ResourceQuota, LimitRange and the gateway's own job limits of the caller.
+pub async fn quota_parts(state: &AppState, caller: &Caller) -> Result<QuotaParts, ApiError> {
+    let rt = runtime(state, caller).await?;
+    let (rqs, lrs, (running, scheduled)) =
+        tokio::try_join!(rt.resource_quotas(), rt.limit_ranges(), rt.counts())
+            .map_err(|e| from_kube(&e, "read the quotas"))?;
+    let q = state.quotas.for_tool(&caller.tool);
+    Ok(QuotaParts {
+        rq: rqs.into_iter().next(),
+        lr: lrs.into_iter().next(),
+        usage: GatewayJobUsage {
+            running_limit: q.running,
+            running_used: running,
+            scheduled_limit: q.scheduled,
+            scheduled_used: scheduled,
+        },
+        continuous_key: match state.continuous_component() {
+            crate::jobs::labels::ContinuousComponent::ReplicationControllers => {
+                "count/replicationcontrollers"
+            }
+            crate::jobs::labels::ContinuousComponent::Deployments => "count/deployments.apps",
+        },
+    })
+}
+
+pub struct QuotaParts {
+    pub rq: Option<k8s_openapi::api::core::v1::ResourceQuota>,
+    pub lr: Option<LimitRange>,
+    pub usage: GatewayJobUsage,
+    pub continuous_key: &'static str,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct LogParams {
+    pub follow: Option<String>,
+    pub lines: Option<String>,
+}
+
+/// How long a followed log stream stays open at most.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The log entries of a job's file logs, and a stream for `follow`.
+pub async fn log_response(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    params: &LogParams,
+    with_container: bool,
+) -> Result<Response, ApiError> {
+    if check_job_name(name).is_err() {
+        return Err(ApiError::bad_request(format!("Invalid job name '{name}'")));
+    }
+    let lines = logs::parse_lines(params.lines.as_deref()).map_err(ApiError::bad_request)?;
+    let follow = params
+        .follow
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("true"));
+    let job = show_view(state, caller, name).await?;
+    let files = log_files(state, caller, &job).await?;
+    let mut out = String::new();
+    let mut offsets = Vec::new();
+    for (stream, path) in &files {
+        let (tail, offset, mtime) = read_tail(state, caller, path.clone(), lines).await?;
+        for e in logs::entries(name, stream, tail, mtime) {
+            out.push_str(&entry_line(&e, with_container));
+        }
+        offsets.push((stream.clone(), path.clone(), offset));
+    }
+    let first = Bytes::from(out);
+    if !follow {
+        return Ok(ndjson(Body::from(first)));
+    }
+    let store = state.credentials.clone();
+    let tool = caller.tool.clone();
+    let job_name = name.to_string();
+    let stream = futures::stream::unfold(
+        (
+            Some(first),
+            offsets,
+            tokio::time::Instant::now() + FOLLOW_LIMIT,
+        ),
+        move |(first, mut offsets, until)| {
+            let store = store.clone();
+            let tool = tool.clone();
+            let job_name = job_name.clone();
+            async move {
+                if let Some(f) = first {
+                    return Some((Ok::<Bytes, std::io::Error>(f), (None, offsets, until)));
+                }
+                loop {
+                    if tokio::time::Instant::now() > until {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let mut chunk = String::new();
+                    for (stream, path, offset) in offsets.iter_mut() {
+                        let p = path.clone();
+                        let from = *offset;
+                        let read = store
+                            .run_blocking(&tool, move || {
+                                logs::read_since(&p, from, 1 << 20).map_err(|e| {
+                                    crate::credentials::CredentialError::Io {
+                                        tool: String::new(),
+                                        reason: e.to_string(),
+                                    }
+                                })
+                            })
+                            .await;
+                        let Ok((new_lines, new_offset)) = read else {
+                            return None;
+                        };
+                        *offset = new_offset;
+                        for e in logs::entries(&job_name, stream, new_lines, Utc::now()) {
+                            chunk.push_str(&entry_line(&e, with_container));
+                        }
+                    }
+                    if !chunk.is_empty() {
+                        return Some((Ok(Bytes::from(chunk)), (None, offsets, until)));
+                    }
+                }
+            }
+        },
+    );
+    Ok(ndjson(Body::from_stream(stream)))
+}
+
+fn entry_line(e: &logs::LogEntry, with_container: bool) -> String {
+    let mut v = json!({"datetime": e.datetime, "pod": e.pod, "message": e.message});
+    if with_container {
+        v["container"] = json!(e.container);
+    }
+    format!("{v}\n")
+}
+
+fn ndjson(body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson; charset=utf-8"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// (stream name, resolved path) of a job's log files, confined to the tool's home.
+pub async fn log_files(
+    state: &AppState,
+    caller: &Caller,
+    job: &JobView,
+) -> Result<Vec<(String, std::path::PathBuf)>, ApiError> {
+    if !job.filelog {
+        return Err(ApiError::not_found(format!(
+            "Job '{}' does not have file logs: its output went to the container log, which is not kept. Run it with file logging to keep its output.",
+            job.name
+        )));
+    }
+    let home = std::path::PathBuf::from(state.home_of(caller.tool.as_str()));
+    let out = job
+        .filelog_stdout
+        .clone()
+        .unwrap_or_else(|| format!("{}.out", job.name));
+    let err = job
+        .filelog_stderr
+        .clone()
+        .unwrap_or_else(|| format!("{}.err", job.name));
+    let resolved = state
+        .credentials
+        .run_blocking(&caller.tool, move || {
+            let real_home = std::fs::canonicalize(&home).map_err(|e| {
+                crate::credentials::CredentialError::Io {
+                    tool: String::new(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let mut files = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for (stream, configured) in [("stdout", out), ("stderr", err)] {
+                match logs::resolve_in_home(&real_home, &configured) {
+                    Ok(Some(p)) => {
+                        if seen.insert(p.clone()) {
+                            files.push((stream.to_string(), p));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        return Err(crate::credentials::CredentialError::Invalid {
+                            tool: String::new(),
+                            reason,
+                        })
+                    }
+                }
+            }
+            Ok(files)
+        })
+        .await
+        .map_err(|e| match e {
+            crate::credentials::CredentialError::Invalid { reason, .. } => {
+                ApiError::forbidden(reason)
+            }
+            other => ApiError::from(other),
+        })?;
+    if resolved.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "Job '{}' does not have any logs available yet",
+            job.name
+        )));
+    }
+    Ok(resolved)
+}
+
+async fn read_tail(
+    state: &AppState,
+    caller: &Caller,
+    path: std::path::PathBuf,
+    lines: usize,
+) -> Result<(Vec<String>, u64, chrono::DateTime<Utc>), ApiError> {
+    Ok(state
+        .credentials
+        .run_blocking(&caller.tool, move || {
+            let io = |e: std::io::Error| crate::credentials::CredentialError::Io {
+                tool: String::new(),
+                reason: e.to_string(),
+            };
+            let (tail, offset) = logs::tail(&path, lines).map_err(io)?;
+            let mtime = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map(chrono::DateTime::<Utc>::from)
+                .map_err(io)?;
+            Ok((tail, offset, mtime))
+        })
+        .await?)
+}
+
+// ---------------------------------------------------------------- release 13/14 routes
+
+pub async fn legacy_list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let views = list_views(&state, &caller).await?;
+    Ok(Json(Value::Array(
+        views.iter().map(view::legacy_json).collect(),
+    )))
+}
+
+pub async fn legacy_show(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view::legacy_json(
+        &show_view(&state, &caller, &name).await?,
+    )))
+}
+
+/// Release 13 `run/`: replies with the object Kubernetes created.
+pub async fn legacy_run(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<Arc<RequestContext>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (_, created) = create_job(&state, &caller, &ctx, &headers, &body, Dialect::Legacy).await?;
+    Ok(Json(created))
+}
+
+/// Release 14 POST `jobs/`: 201 with the job.
+pub async fn legacy_create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<Arc<RequestContext>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (req, _) = create_job(&state, &caller, &ctx, &headers, &body, Dialect::Legacy).await?;
+    let shown = show_view(&state, &caller, &req.name).await?;
+    Ok((StatusCode::CREATED, Json(view::legacy_json(&shown))))
+}
+
+pub async fn legacy_delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<Arc<RequestContext>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    delete_job(&state, &caller, &ctx, &name).await?;
+    Ok(Json(json!("")))
+}
+
+pub async fn legacy_delete_v14(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<Arc<RequestContext>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    delete_job(&state, &caller, &ctx, &name).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn legacy_flush(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    flush_jobs(&state, &caller).await?;
+    Ok(Json(json!("")))
+}
+
+pub async fn legacy_flush_v14(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    flush_jobs(&state, &caller).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn legacy_restart(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<Arc<RequestContext>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    restart_job(&state, &caller, &ctx, &name).await?;
+    Ok(Json(json!("")))
+}
+
+pub async fn legacy_restart_v14(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<Arc<RequestContext>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    restart_job(&state, &caller, &ctx, &name).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn legacy_images(State(state): State<AppState>) -> Json<Value> {
+    Json(image_list(&state))
+}
+
+pub async fn legacy_quota(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let p = quota_parts(&state, &caller).await?;
+    Ok(Json(quota::legacy_quota(
+        p.rq.as_ref(),
+        p.lr.as_ref(),
+        p.continuous_key,
+        &p.usage,
+    )))
+}
+
+pub async fn legacy_logs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(params): Query<LogParams>,
+) -> Result<Response, ApiError> {
+    log_response(&state, &caller, &name, &params, false).await
 }

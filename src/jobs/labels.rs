@@ -12,6 +12,9 @@ pub const FILELOG: &str = "jobs.toolforge.org/filelog";
 pub const EMAILS: &str = "jobs.toolforge.org/emails";
 pub const COMMAND_NEW_FORMAT: &str = "jobs.toolforge.org/command-new-format";
 pub const CRON_EXPRESSION: &str = "jobs.toolforge.org/cron-expression";
+pub const MOUNT: &str = "toolforge.org/mount-storage";
+/// Hash of the manifest a job was created from, to tell whether an update changes anything.
+pub const SPEC_HASH: &str = "jobs.toolforge.org/spec-hash";
 pub const MANAGED_BY_VALUE: &str = "toolforge-jobs-framework";
 
 /// The kind of job, named by the `component` label value.
@@ -51,6 +54,7 @@ pub fn object_labels(
     component: Component,
     filelog: bool,
     emails: &str,
+    mount: &str,
 ) -> BTreeMap<String, String> {
     let mut labels = selector_labels(tool, Some(component), Some(job));
     labels.insert(VERSION.into(), "2".into());
@@ -58,6 +62,7 @@ pub fn object_labels(
         labels.insert(FILELOG.into(), "yes".into());
     }
     labels.insert(EMAILS.into(), emails.into());
+    labels.insert(MOUNT.into(), mount.into());
     labels
 }
 
@@ -95,7 +100,14 @@ mod tests {
 
     #[test]
     fn object_labels_match_the_spec() {
-        let labels = object_labels("mytool", "myjob", Component::CronJobs, true, "onfailure");
+        let labels = object_labels(
+            "mytool",
+            "myjob",
+            Component::CronJobs,
+            true,
+            "onfailure",
+            "all",
+        );
         let expected: BTreeMap<String, String> = [
             ("toolforge", "tool"),
             ("app.kubernetes.io/managed-by", "toolforge-jobs-framework"),
@@ -105,12 +117,13 @@ mod tests {
             ("app.kubernetes.io/name", "myjob"),
             ("jobs.toolforge.org/filelog", "yes"),
             ("jobs.toolforge.org/emails", "onfailure"),
+            ("toolforge.org/mount-storage", "all"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(labels, expected);
-        let off = object_labels("t", "j", Component::Jobs, false, "none");
+        let off = object_labels("t", "j", Component::Jobs, false, "none", "none");
         assert!(!off.contains_key(FILELOG));
     }
 

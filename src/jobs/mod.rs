@@ -3,8 +3,10 @@
 pub mod command;
 pub mod images;
 pub mod labels;
+pub mod logs;
 pub mod objects;
 pub mod quantity;
+pub mod quota;
 pub mod request;
 pub mod runtime;
 pub mod schedule;

@@ -10,7 +10,7 @@ use super::command::wrap_command;
 use super::images::Image;
 use super::labels::{self, Component, ContinuousComponent};
 use super::quantity::{plain_number, Quantity};
-use super::request::RunRequest;
+use super::request::{HealthCheck, RunRequest};
 
 /// Seconds a finished one-off Job is kept before Kubernetes removes it.
 pub const JOB_TTL_AFTER_FINISHED: i64 = 30;
@@ -67,8 +67,27 @@ pub fn resources(memory: Option<&Quantity>, cpu: Option<&Quantity>) -> Value {
     json!({"limits": limits, "requests": requests})
 }
 
+fn job_template_spec(template: Value, req: &RunRequest) -> Value {
+    let mut spec = json!({
+        "template": template,
+        "ttlSecondsAfterFinished": JOB_TTL_AFTER_FINISHED,
+        "backoffLimit": req.retry,
+    });
+    if let Some(t) = req.timeout {
+        spec["activeDeadlineSeconds"] = json!(t);
+    }
+    spec
+}
+
 fn pod_template(req: &RunRequest, ctx: &BuildContext<'_>, component: Component) -> Value {
-    let labels = labels::object_labels(ctx.tool, &req.name, component, req.filelog, &req.emails);
+    let labels = labels::object_labels(
+        ctx.tool,
+        &req.name,
+        component,
+        req.filelog,
+        &req.emails,
+        &req.mount,
+    );
     let restart = match component {
         Component::Continuous(_) => "Always",
         _ => "Never",
@@ -80,27 +99,73 @@ fn pod_template(req: &RunRequest, ctx: &BuildContext<'_>, component: Component) 
         req.filelog_stdout.as_deref(),
         req.filelog_stderr.as_deref(),
     );
+    let mut container = json!({
+        "name": "job",
+        "image": ctx.image.container,
+        "workingDir": ctx.home,
+        "env": [],
+        "command": command,
+        "resources": resources(req.memory.as_ref(), req.cpu.as_ref()),
+    });
+    if let Some((port, proto)) = &req.port {
+        container["ports"] = json!([{"containerPort": port, "protocol": proto.to_uppercase()}]);
+        container["env"] = json!([{"name": "PORT", "value": port.to_string()}]);
+    }
+    let probe = match (&req.health_check, &req.port) {
+        (Some(HealthCheck::Script(script)), _) => {
+            Some(json!({"exec": {"command": ["/bin/sh", "-c", script]}}))
+        }
+        (Some(HealthCheck::Http(path)), Some((port, _))) => {
+            Some(json!({"httpGet": {"path": path, "port": port}}))
+        }
+        (None, Some((port, proto))) if proto == "tcp" => Some(json!({"tcpSocket": {"port": port}})),
+        _ => None,
+    };
+    if let Some(mut p) = probe {
+        p["periodSeconds"] = json!(10);
+        p["failureThreshold"] = json!(3);
+        p["timeoutSeconds"] = json!(5);
+        container["livenessProbe"] = p;
+    }
     json!({
         "metadata": {"labels": labels},
         "spec": {
             "restartPolicy": restart,
-            "containers": [{
-                "name": "job",
-                "image": ctx.image.container,
-                "workingDir": ctx.home,
-                "env": [],
-                "command": command,
-                "resources": resources(req.memory.as_ref(), req.cpu.as_ref()),
-            }],
+            "containers": [container],
         },
     })
 }
 
-/// The manifest for a run request, as JSON ready to POST.
+/// A short hash of a manifest, stored as an annotation to tell whether an update changes it.
+pub fn spec_hash(manifest: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(manifest.to_string().as_bytes());
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds the manifest and stamps it with its hash.
 pub fn build(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
+    let mut manifest = build_plain(req, ctx);
+    let hash = spec_hash(&manifest);
+    if !manifest["metadata"]["annotations"].is_object() {
+        manifest["metadata"]["annotations"] = json!({});
+    }
+    manifest["metadata"]["annotations"][labels::SPEC_HASH] = json!(hash);
+    manifest
+}
+
+/// The manifest for a run request, as JSON ready to POST (without the hash annotation).
+fn build_plain(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
     let component = component_of(req, ctx.continuous_kind);
     let ns = format!("tool-{}", ctx.tool);
-    let labels = labels::object_labels(ctx.tool, &req.name, component, req.filelog, &req.emails);
+    let labels = labels::object_labels(
+        ctx.tool,
+        &req.name,
+        component,
+        req.filelog,
+        &req.emails,
+        &req.mount,
+    );
     let template = pod_template(req, ctx, component);
     match component {
         Component::Jobs => json!({
@@ -130,11 +195,7 @@ pub fn build(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
                 "failedJobsHistoryLimit": 1,
                 "concurrencyPolicy": "Forbid",
                 "startingDeadlineSeconds": 30,
-                "jobTemplate": {"spec": {
-                    "template": template,
-                    "ttlSecondsAfterFinished": JOB_TTL_AFTER_FINISHED,
-                    "backoffLimit": req.retry,
-                }},
+                "jobTemplate": {"spec": job_template_spec(template, req)},
             },
         }),
         Component::Continuous(kind) => {
@@ -144,14 +205,14 @@ pub fn build(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
                     "apiVersion": "v1",
                     "kind": "ReplicationController",
                     "metadata": {"name": req.name, "namespace": ns, "labels": labels},
-                    "spec": {"replicas": 1, "selector": selector, "template": template},
+                    "spec": {"replicas": req.replicas, "selector": selector, "template": template},
                 }),
                 ContinuousComponent::Deployments => json!({
                     "apiVersion": "apps/v1",
                     "kind": "Deployment",
                     "metadata": {"name": req.name, "namespace": ns, "labels": labels},
                     "spec": {
-                        "replicas": 1,
+                        "replicas": req.replicas,
                         "selector": {"matchLabels": selector},
                         "strategy": {"type": "Recreate"},
                         "template": template,
@@ -201,13 +262,25 @@ mod tests {
             "app.kubernetes.io/component": "jobs",
             "app.kubernetes.io/name": "myjob",
             "jobs.toolforge.org/emails": "none",
+            "toolforge.org/mount-storage": "all",
         });
+        let built = build(&req, &ctx);
+        let hash = built["metadata"]["annotations"]["jobs.toolforge.org/spec-hash"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_default();
+        assert_eq!(hash.len(), 24);
         assert_eq!(
-            build(&req, &ctx),
+            built,
             json!({
                 "apiVersion": "batch/v1",
                 "kind": "Job",
-                "metadata": {"name": "myjob", "namespace": "tool-alice", "labels": labels},
+                "metadata": {
+                    "name": "myjob",
+                    "namespace": "tool-alice",
+                    "labels": labels,
+                    "annotations": {"jobs.toolforge.org/spec-hash": hash},
+                },
                 "spec": {
                     "template": {
                         "metadata": {"labels": labels},

@@ -25,7 +25,55 @@ pub struct RunRequest {
     pub memory: Option<Quantity>,
     pub cpu: Option<Quantity>,
     pub emails: String,
+    /// `all` (the default) or `none`: whether NFS storage is mounted into the pod.
+    pub mount: String,
+    /// Scheduled jobs: seconds a run may take (activeDeadlineSeconds).
+    pub timeout: Option<i64>,
+    /// Continuous jobs: number of pods.
+    pub replicas: i32,
+    /// Continuous jobs: a port the job listens on.
+    pub port: Option<(u16, String)>,
+    /// Continuous jobs: `{"type":"script","script":..}` or `{"type":"http","path":..}`.
+    pub health_check: Option<HealthCheck>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    Script(String),
+    Http(String),
+}
+
+/// Which client generation sent the request; decides defaults and strictness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Release 13/14: form or JSON, unknown fields ignored, filelog off unless sent.
+    Legacy,
+    /// 16.x: JSON with `job_type`, filelog on unless sent as false, unknown fields refused.
+    V1,
+}
+
+const V1_FIELDS: &[&str] = &[
+    "name",
+    "cmd",
+    "imagename",
+    "image",
+    "job_type",
+    "schedule",
+    "continuous",
+    "filelog",
+    "filelog_stdout",
+    "filelog_stderr",
+    "retry",
+    "memory",
+    "cpu",
+    "emails",
+    "mount",
+    "timeout",
+    "replicas",
+    "port",
+    "port_protocol",
+    "health_check",
+];
 
 /// Field values as sent: JSON values, or strings from a form.
 pub type Fields = BTreeMap<String, Value>;
@@ -131,8 +179,33 @@ fn check_log_path(key: &str, path: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn int_field(fields: &Fields, key: &str, min: i64, max: i64) -> Result<Option<i64>, String> {
+    let bad = || format!("field '{key}' must be a whole number from {min} to {max}");
+    let n = match fields.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(bad)?,
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim().parse::<i64>().map_err(|_| bad())?,
+        Some(_) => return Err(bad()),
+    };
+    if n < min || n > max {
+        return Err(bad());
+    }
+    Ok(Some(n))
+}
+
 impl RunRequest {
+    /// A release 13/14 request.
     pub fn from_fields(fields: &Fields) -> Result<Self, String> {
+        Self::parse(fields, Dialect::Legacy)
+    }
+
+    pub fn parse(fields: &Fields, dialect: Dialect) -> Result<Self, String> {
+        if dialect == Dialect::V1 {
+            if let Some(k) = fields.keys().find(|k| !V1_FIELDS.contains(&k.as_str())) {
+                return Err(format!("unknown field '{k}'"));
+            }
+        }
         let cmd = required(fields, "cmd")?;
         if cmd.len() > 32 * 1024 || cmd.contains('\0') {
             return Err("field 'cmd' is too long or holds a NUL byte".into());
@@ -144,11 +217,40 @@ impl RunRequest {
         let name = required(fields, "name")?;
         check_job_name(&name)?;
         let schedule = string_field(fields, "schedule")?.filter(|s| !s.is_empty());
-        let continuous = bool_field(fields, "continuous")?;
+        let mut continuous = bool_field(fields, "continuous")?;
+        match string_field(fields, "job_type")?.as_deref() {
+            Some("one-off") if schedule.is_some() || continuous => {
+                return Err("a one-off job has no schedule and is not continuous".into());
+            }
+            Some("scheduled") if schedule.is_none() => {
+                return Err("a scheduled job needs a 'schedule'".into());
+            }
+            None | Some("one-off") | Some("scheduled") => {}
+            Some("continuous") => {
+                if schedule.is_some() {
+                    return Err("a continuous job has no schedule".into());
+                }
+                continuous = true;
+            }
+            Some("webservice") => {
+                return Err(
+                    "web services are not supported by this jobs service; use a continuous job"
+                        .into(),
+                )
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unknown job_type '{other}': use one-off, scheduled or continuous"
+                ))
+            }
+        }
         if schedule.is_some() && continuous {
             return Err("a job can't be both scheduled and continuous: give either 'schedule' or 'continuous'".into());
         }
-        let filelog = bool_field(fields, "filelog")?;
+        let filelog = match (dialect, fields.get("filelog")) {
+            (Dialect::V1, None | Some(Value::Null)) => true,
+            _ => bool_field(fields, "filelog")?,
+        };
         let filelog_stdout = string_field(fields, "filelog_stdout")?.filter(|s| !s.is_empty());
         let filelog_stderr = string_field(fields, "filelog_stderr")?.filter(|s| !s.is_empty());
         for (k, v) in [
@@ -196,7 +298,63 @@ impl RunRequest {
                 EMAIL_VALUES.join(", ")
             ));
         }
+        let mount = string_field(fields, "mount")?
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "all".into());
+        if mount != "all" && mount != "none" {
+            return Err(format!(
+                "field 'mount' must be 'all' or 'none', not {mount:?}"
+            ));
+        }
+        if mount == "none" && filelog {
+            return Err("File logging is only available with --mount=all".into());
+        }
+        let timeout = int_field(fields, "timeout", 0, 30 * 24 * 3600)?;
+        if timeout.is_some_and(|t| t > 0) && schedule.is_none() {
+            return Err("a timeout can only be set for scheduled jobs".into());
+        }
+        let replicas = int_field(fields, "replicas", 0, 16)?;
+        let port = match int_field(fields, "port", 1, 65535)? {
+            None => None,
+            Some(p) => {
+                let proto = string_field(fields, "port_protocol")?
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "tcp".into());
+                if proto != "tcp" && proto != "udp" {
+                    return Err(format!(
+                        "field 'port_protocol' must be tcp or udp, not {proto:?}"
+                    ));
+                }
+                Some((p as u16, proto))
+            }
+        };
+        let health_check = match fields.get("health_check") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(h)) => match (h.get("type").and_then(Value::as_str), h.get("script"), h.get("path")) {
+                (Some("script"), Some(Value::String(s)), _) if !s.is_empty() => {
+                    Some(HealthCheck::Script(s.clone()))
+                }
+                (Some("http"), _, Some(Value::String(p))) if p.starts_with('/') => {
+                    if port.is_none() {
+                        return Err("Port must be set for HTTP health checks".into());
+                    }
+                    Some(HealthCheck::Http(p.clone()))
+                }
+                _ => {
+                    return Err("field 'health_check' must be {\"type\":\"script\",\"script\":..} or {\"type\":\"http\",\"path\":\"/..\"}".into())
+                }
+            },
+            Some(_) => return Err("field 'health_check' must be an object".into()),
+        };
+        if !continuous && (replicas.is_some() || port.is_some() || health_check.is_some()) {
+            return Err("replicas, port and health_check are only for continuous jobs".into());
+        }
         Ok(Self {
+            mount,
+            timeout: timeout.filter(|t| *t > 0),
+            replicas: replicas.unwrap_or(1) as i32,
+            port,
+            health_check,
             name,
             cmd,
             image,

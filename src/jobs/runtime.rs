@@ -32,6 +32,13 @@ impl Snapshot {
     }
 }
 
+/// A job object found by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub component: Component,
+    pub spec_hash: Option<String>,
+}
+
 pub struct ToolRuntime {
     client: kube::Client,
     tool: String,
@@ -246,6 +253,120 @@ impl ToolRuntime {
         self.delete_of::<Job>(params(&self.sel(None, name))).await?;
         self.delete_of::<Pod>(params(&self.sel(None, name))).await?;
         Ok(())
+    }
+
+    /// The object that holds a job of this name, if any: its kind and its spec hash.
+    pub async fn existing(&self, name: &str) -> Result<Option<Existing>, kube::Error> {
+        let jobs = params(&self.sel(Some(Component::Jobs), Some(name)));
+        let crons = params(&self.sel(Some(Component::CronJobs), Some(name)));
+        let cont = params(&self.sel(Some(Component::Continuous(self.continuous)), Some(name)));
+        let (a, b, c) = tokio::try_join!(
+            self.list_of::<Job>(jobs),
+            self.list_of::<CronJob>(crons),
+            async {
+                match self.continuous {
+                    ContinuousComponent::ReplicationControllers => self
+                        .list_of::<ReplicationController>(cont.clone())
+                        .await
+                        .map(|l| l.into_iter().map(|o| o.metadata).collect::<Vec<_>>()),
+                    ContinuousComponent::Deployments => self
+                        .list_of::<Deployment>(cont.clone())
+                        .await
+                        .map(|l| l.into_iter().map(|o| o.metadata).collect::<Vec<_>>()),
+                }
+            },
+        )?;
+        let hash = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            m.annotations
+                .as_ref()
+                .and_then(|a| a.get(labels::SPEC_HASH))
+                .cloned()
+        };
+        if let Some(j) = a.first() {
+            return Ok(Some(Existing {
+                component: Component::Jobs,
+                spec_hash: hash(&j.metadata),
+            }));
+        }
+        if let Some(cj) = b.first() {
+            return Ok(Some(Existing {
+                component: Component::CronJobs,
+                spec_hash: hash(&cj.metadata),
+            }));
+        }
+        Ok(c.first().map(|m| Existing {
+            component: Component::Continuous(self.continuous),
+            spec_hash: hash(m),
+        }))
+    }
+
+    /// Restarts a scheduled job (runs it now) or a continuous one (new pods).
+    pub async fn restart(&self, name: &str, what: Component) -> Result<(), kube::Error> {
+        match what {
+            Component::Jobs => Ok(()),
+            Component::CronJobs => {
+                let cj = self.api::<CronJob>().get(name).await?;
+                let spec = cj
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.job_template.spec.clone())
+                    .unwrap_or_default();
+                let labels = spec
+                    .template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.labels.clone())
+                    .unwrap_or_default();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let job = serde_json::json!({
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {
+                        "name": format!("{name}-{now}"),
+                        "namespace": self.namespace,
+                        "labels": labels,
+                        "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+                        "ownerReferences": [{
+                            "apiVersion": "batch/v1",
+                            "kind": "CronJob",
+                            "name": name,
+                            "uid": cj.metadata.uid.clone().unwrap_or_default(),
+                        }],
+                    },
+                    "spec": spec,
+                });
+                self.create_typed::<Job>(job).await.map(|_| ())
+            }
+            Component::Continuous(ContinuousComponent::ReplicationControllers) => {
+                // The controller replaces the deleted pods with new ones.
+                self.delete_of::<Pod>(params(&self.sel(None, Some(name))))
+                    .await
+            }
+            Component::Continuous(ContinuousComponent::Deployments) => {
+                let stamp = chrono::Utc::now().to_rfc3339();
+                let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+                    "app.kubernetes.io/restartedAt": stamp
+                }}}}});
+                self.api::<Deployment>()
+                    .patch(
+                        name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&patch),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    /// The namespace's ResourceQuotas.
+    pub async fn resource_quotas(
+        &self,
+    ) -> Result<Vec<k8s_openapi::api::core::v1::ResourceQuota>, kube::Error> {
+        self.list_of(ListParams::default()).await
     }
 
     /// The namespace's LimitRanges (may be empty).

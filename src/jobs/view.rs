@@ -1,4 +1,8 @@
-//! A job as list and show report it (the shape the `toolforge-jobs` CLI parses).
+//! A job as list and show report it, rendered per client generation.
+//!
+//! Release 13/14 clients read `filelog` as the string `"True"`/`"False"`, `status_short` /
+//! `status_long` and `image`; 16.x clients need `job_type`, a boolean `filelog`, `imagename`,
+//! the structured `status` object and `"0.5Gi"`/`"0.1"` for default resources.
 
 use std::collections::BTreeMap;
 
@@ -6,41 +10,13 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Pod, PodTemplateSpec, ReplicationController};
-use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 use super::command::parse_command;
 use super::images::ImageCatalog;
 use super::labels;
-use super::status;
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct JobView {
-    pub name: String,
-    pub cmd: String,
-    pub image: String,
-    pub image_state: String,
-    /// `"True"` or `"False"`: older clients compare the text.
-    pub filelog: String,
-    pub filelog_stdout: Option<String>,
-    pub filelog_stderr: Option<String>,
-    pub status_short: String,
-    pub status_long: String,
-    pub emails: String,
-    pub retry: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule_actual: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub continuous: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
-    /// Which kind of job this is, for the server's own use.
-    #[serde(skip)]
-    pub kind: JobKind,
-}
+use super::quota::{format_cpu, format_memory};
+use super::status::{self, StatusV2};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JobKind {
@@ -48,6 +24,42 @@ pub enum JobKind {
     OneOff,
     Scheduled,
     Continuous,
+}
+
+impl JobKind {
+    pub fn job_type(self) -> &'static str {
+        match self {
+            JobKind::OneOff => "one-off",
+            JobKind::Scheduled => "scheduled",
+            JobKind::Continuous => "continuous",
+        }
+    }
+}
+
+/// Everything list/show know about one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobView {
+    pub name: String,
+    pub kind: JobKind,
+    pub cmd: String,
+    pub image: String,
+    pub image_state: String,
+    pub filelog: bool,
+    pub filelog_stdout: Option<String>,
+    pub filelog_stderr: Option<String>,
+    pub emails: String,
+    pub mount: String,
+    pub retry: i32,
+    pub schedule: Option<String>,
+    pub schedule_actual: Option<String>,
+    pub timeout: Option<i64>,
+    pub replicas: Option<i32>,
+    /// Resource limits as set on the object (None: platform default).
+    pub memory: Option<String>,
+    pub cpu: Option<String>,
+    pub status_short: String,
+    pub status_long: String,
+    pub status: StatusV2,
 }
 
 /// What the pod template tells about a job.
@@ -82,20 +94,15 @@ fn template_facts(
     let limits = container
         .and_then(|c| c.resources.as_ref())
         .and_then(|r| r.limits.as_ref());
-    let limit = |k: &str, default: &str| {
-        limits
-            .and_then(|l| l.get(k))
-            .map(|q| q.0.clone())
-            .filter(|v| v != default)
-    };
+    let limit = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
     TemplateFacts {
         cmd: parsed.cmd,
         image,
         image_state,
         stdout: parsed.filelog_stdout,
         stderr: parsed.filelog_stderr,
-        memory: limit("memory", "512Mi"),
-        cpu: limit("cpu", "500m"),
+        memory: limit("memory"),
+        cpu: limit("cpu"),
     }
 }
 
@@ -110,41 +117,51 @@ fn base_view(
     let filelog = labels.get(labels::FILELOG).map(String::as_str) == Some("yes");
     JobView {
         name,
+        kind,
         cmd: facts.cmd,
         image: facts.image,
         image_state: facts.image_state,
-        filelog: if filelog { "True" } else { "False" }.into(),
-        filelog_stdout: facts.stdout,
-        filelog_stderr: facts.stderr,
-        status_short: "Unknown".into(),
-        status_long: String::new(),
+        filelog,
+        filelog_stdout: facts.stdout.filter(|_| filelog),
+        filelog_stderr: facts.stderr.filter(|_| filelog),
         emails: labels
             .get(labels::EMAILS)
             .cloned()
             .unwrap_or_else(|| "none".into()),
+        mount: labels
+            .get(labels::MOUNT)
+            .cloned()
+            .unwrap_or_else(|| "all".into()),
         retry: 0,
         schedule: None,
         schedule_actual: None,
-        continuous: None,
+        timeout: None,
+        replicas: None,
         memory: facts.memory,
         cpu: facts.cpu,
-        kind,
+        status_short: "Unknown".into(),
+        status_long: String::new(),
+        status: StatusV2 {
+            short: "unknown".into(),
+            duration: None,
+            up_to_date: true,
+            messages: vec![],
+            previous_schedule: None,
+            next_schedule: None,
+        },
     }
 }
 
 /// The pods that belong to one job (same name label).
 pub fn pods_of(pods: &[Pod], job: &str) -> Vec<Pod> {
     pods.iter()
-        .filter(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(labels::NAME))
-                .map(String::as_str)
-                == Some(job)
-        })
+        .filter(|p| label(&p.metadata.labels, labels::NAME) == Some(job))
         .cloned()
         .collect()
+}
+
+fn label<'a>(labels: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
+    labels.as_ref().and_then(|l| l.get(key)).map(String::as_str)
 }
 
 fn events_of(events: &[Event], uid: Option<&str>) -> Vec<Event> {
@@ -175,9 +192,19 @@ pub fn job_view(
     );
     v.retry = spec.and_then(|s| s.backoff_limit).unwrap_or(0);
     let own_events = events_of(events, job.metadata.uid.as_deref());
+    let own_pods = pods_of(pods, &name);
     v.status_short = status::job_status_short(job, &own_events, now);
-    v.status_long = status::status_long(&pods_of(pods, &name));
+    v.status_long = status::status_long(&own_pods);
+    v.status = status::oneoff_status_v2(job, &own_pods, &own_events, now);
     v
+}
+
+fn created(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<DateTime<Utc>> {
+    meta.creation_timestamp
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
 }
 
 pub fn cronjob_view(
@@ -199,6 +226,7 @@ pub fn cronjob_view(
         JobKind::Scheduled,
     );
     v.retry = job_spec.and_then(|s| s.backoff_limit).unwrap_or(0);
+    v.timeout = job_spec.and_then(|s| s.active_deadline_seconds);
     let actual = cj
         .spec
         .as_ref()
@@ -215,22 +243,34 @@ pub fn cronjob_view(
     v.schedule_actual = Some(actual);
     let own_jobs: Vec<Job> = jobs
         .iter()
-        .filter(|j| {
-            j.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(labels::NAME))
-                .map(String::as_str)
-                == Some(name.as_str())
-        })
+        .filter(|j| label(&j.metadata.labels, labels::NAME) == Some(name.as_str()))
         .cloned()
         .collect();
+    let own_pods = pods_of(pods, &name);
     v.status_short = status::cronjob_status_short(cj, &own_jobs, events, now);
-    v.status_long = status::status_long(&pods_of(pods, &name));
+    v.status_long = status::status_long(&own_pods);
+    let latest = own_jobs
+        .iter()
+        .max_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let latest_pods: Vec<Pod> = match latest.and_then(|j| j.metadata.name.as_deref()) {
+        Some(job_name) => own_pods
+            .iter()
+            .filter(|p| label(&p.metadata.labels, "job-name") == Some(job_name))
+            .cloned()
+            .collect(),
+        None => vec![],
+    };
+    let latest_events = events_of(events, latest.and_then(|j| j.metadata.uid.as_deref()));
+    v.status = status::scheduled_status_v2(cj, latest, &latest_pods, &latest_events, now);
     v
 }
 
-pub fn rc_view(rc: &ReplicationController, pods: &[Pod], catalog: &ImageCatalog) -> JobView {
+pub fn rc_view(
+    rc: &ReplicationController,
+    pods: &[Pod],
+    catalog: &ImageCatalog,
+    now: DateTime<Utc>,
+) -> JobView {
     let name = rc.metadata.name.clone().unwrap_or_default();
     let labels = rc.metadata.labels.clone().unwrap_or_default();
     let mut v = base_view(
@@ -240,14 +280,37 @@ pub fn rc_view(rc: &ReplicationController, pods: &[Pod], catalog: &ImageCatalog)
         catalog,
         JobKind::Continuous,
     );
-    v.continuous = Some(true);
+    let replicas = rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    v.replicas = Some(replicas);
     let own = pods_of(pods, &name);
     v.status_short = status::rc_status_short(rc, &own);
     v.status_long = status::status_long(&own);
+    let st = rc.status.as_ref();
+    let ready = st.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let quota_failure = st
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+                .and_then(|c| c.message.clone())
+        })
+        .filter(|m| m.contains("exceeded quota"));
+    v.status = status::continuous_status_v2(
+        (replicas, ready, (replicas - ready).max(0)),
+        quota_failure,
+        &own,
+        created(&rc.metadata),
+        now,
+    );
     v
 }
 
-pub fn deployment_view(d: &Deployment, pods: &[Pod], catalog: &ImageCatalog) -> JobView {
+pub fn deployment_view(
+    d: &Deployment,
+    pods: &[Pod],
+    catalog: &ImageCatalog,
+    now: DateTime<Utc>,
+) -> JobView {
     let name = d.metadata.name.clone().unwrap_or_default();
     let labels = d.metadata.labels.clone().unwrap_or_default();
     let mut v = base_view(
@@ -257,9 +320,227 @@ pub fn deployment_view(d: &Deployment, pods: &[Pod], catalog: &ImageCatalog) -> 
         catalog,
         JobKind::Continuous,
     );
-    v.continuous = Some(true);
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    v.replicas = Some(replicas);
     let own = pods_of(pods, &name);
     v.status_short = status::deployment_status_short(d, &own);
     v.status_long = status::status_long(&own);
+    let st = d.status.as_ref();
+    let quota_failure = st
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+                .and_then(|c| c.message.clone())
+        })
+        .filter(|m| m.contains("exceeded quota"));
+    v.status = status::continuous_status_v2(
+        (
+            replicas,
+            st.and_then(|s| s.ready_replicas).unwrap_or(0),
+            st.and_then(|s| s.unavailable_replicas).unwrap_or(0),
+        ),
+        quota_failure,
+        &own,
+        created(&d.metadata),
+        now,
+    );
     v
+}
+
+/// Release 13/14 shape (key order as the original service).
+pub fn legacy_json(v: &JobView) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(v.name));
+    m.insert("cmd".into(), json!(v.cmd));
+    m.insert("image".into(), json!(v.image));
+    m.insert("image_state".into(), json!(v.image_state));
+    m.insert(
+        "filelog".into(),
+        json!(if v.filelog { "True" } else { "False" }),
+    );
+    m.insert("filelog_stdout".into(), json!(v.filelog_stdout));
+    m.insert("filelog_stderr".into(), json!(v.filelog_stderr));
+    m.insert("status_short".into(), json!(v.status_short));
+    m.insert("status_long".into(), json!(v.status_long));
+    m.insert("emails".into(), json!(v.emails));
+    m.insert("retry".into(), json!(v.retry));
+    if let Some(s) = &v.schedule {
+        m.insert("schedule".into(), json!(s));
+        m.insert("schedule_actual".into(), json!(v.schedule_actual));
+    }
+    if v.kind == JobKind::Continuous {
+        m.insert("continuous".into(), json!(true));
+    }
+    if let Some(mem) = v.memory.as_ref().filter(|m| *m != "512Mi") {
+        m.insert("memory".into(), json!(mem));
+    }
+    if let Some(cpu) = v.cpu.as_ref().filter(|c| *c != "500m") {
+        m.insert("cpu".into(), json!(cpu));
+    }
+    Value::Object(m)
+}
+
+/// 16.x shape. With `include_unset == false` (for `dump`) only what the user set, plus the
+/// keys the client requires.
+pub fn v1_json(v: &JobView, include_unset: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(v.name));
+    m.insert("cmd".into(), json!(v.cmd));
+    m.insert("imagename".into(), json!(v.image));
+    m.insert("image".into(), json!(v.image));
+    m.insert("job_type".into(), json!(v.kind.job_type()));
+    let memory = v.memory.as_deref().map(format_memory);
+    let cpu = v.cpu.as_deref().map(format_cpu);
+    if include_unset {
+        m.insert("image_state".into(), json!(v.image_state));
+        m.insert("filelog".into(), json!(v.filelog));
+        m.insert("filelog_stdout".into(), json!(v.filelog_stdout));
+        m.insert("filelog_stderr".into(), json!(v.filelog_stderr));
+        m.insert("emails".into(), json!(v.emails));
+        m.insert("mount".into(), json!(v.mount));
+        m.insert(
+            "memory".into(),
+            json!(memory.unwrap_or_else(|| "0.5Gi".into())),
+        );
+        m.insert("cpu".into(), json!(cpu.unwrap_or_else(|| "0.1".into())));
+        m.insert("status_short".into(), json!(v.status_short));
+        m.insert("status_long".into(), json!(v.status_long));
+        m.insert(
+            "status".into(),
+            serde_json::to_value(&v.status).unwrap_or(Value::Null),
+        );
+        match v.kind {
+            JobKind::OneOff => {
+                m.insert("retry".into(), json!(v.retry));
+            }
+            JobKind::Scheduled => {
+                m.insert("retry".into(), json!(v.retry));
+                m.insert("schedule".into(), json!(v.schedule));
+                m.insert("schedule_actual".into(), json!(v.schedule_actual));
+                m.insert("timeout".into(), json!(v.timeout));
+            }
+            JobKind::Continuous => {
+                m.insert("continuous".into(), json!(true));
+                m.insert("replicas".into(), json!(v.replicas.unwrap_or(1)));
+                m.insert("port".into(), Value::Null);
+                m.insert("health_check".into(), Value::Null);
+            }
+        }
+    } else {
+        if !v.filelog {
+            m.insert("filelog".into(), json!(false));
+        }
+        let default_out = format!("{}.out", v.name);
+        let default_err = format!("{}.err", v.name);
+        if let Some(p) = v
+            .filelog_stdout
+            .as_ref()
+            .filter(|p| !p.ends_with(&default_out))
+        {
+            m.insert("filelog_stdout".into(), json!(p));
+        }
+        if let Some(p) = v
+            .filelog_stderr
+            .as_ref()
+            .filter(|p| !p.ends_with(&default_err))
+        {
+            m.insert("filelog_stderr".into(), json!(p));
+        }
+        if v.emails != "none" {
+            m.insert("emails".into(), json!(v.emails));
+        }
+        if v.mount != "all" {
+            m.insert("mount".into(), json!(v.mount));
+        }
+        if let Some(mem) = memory {
+            m.insert("memory".into(), json!(mem));
+        }
+        if let Some(cpu) = cpu {
+            m.insert("cpu".into(), json!(cpu));
+        }
+        if v.retry > 0 {
+            m.insert("retry".into(), json!(v.retry));
+        }
+        if let Some(s) = &v.schedule {
+            m.insert("schedule".into(), json!(s));
+        }
+        if let Some(t) = v.timeout {
+            m.insert("timeout".into(), json!(t));
+        }
+        if v.kind == JobKind::Continuous && v.replicas.unwrap_or(1) != 1 {
+            m.insert("replicas".into(), json!(v.replicas));
+        }
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> JobView {
+        JobView {
+            name: "cj".into(),
+            kind: JobKind::Scheduled,
+            cmd: "date".into(),
+            image: "php7.4".into(),
+            image_state: "stable".into(),
+            filelog: false,
+            filelog_stdout: None,
+            filelog_stderr: None,
+            emails: "none".into(),
+            mount: "all".into(),
+            retry: 0,
+            schedule: Some("@daily".into()),
+            schedule_actual: Some("21 6 * * *".into()),
+            timeout: None,
+            replicas: None,
+            memory: None,
+            cpu: None,
+            status_short: "Waiting for scheduled time".into(),
+            status_long: "No pods were created for this job.".into(),
+            status: StatusV2 {
+                short: "pending".into(),
+                duration: None,
+                up_to_date: true,
+                messages: vec![],
+                previous_schedule: None,
+                next_schedule: None,
+            },
+        }
+    }
+
+    #[test]
+    fn legacy_shape_matches_the_original_service() {
+        let text = serde_json::to_string(&legacy_json(&sample())).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"name":"cj","cmd":"date","image":"php7.4","image_state":"stable","filelog":"False","filelog_stdout":null,"filelog_stderr":null,"status_short":"Waiting for scheduled time","status_long":"No pods were created for this job.","emails":"none","retry":0,"schedule":"@daily","schedule_actual":"21 6 * * *"}"#
+        );
+    }
+
+    #[test]
+    fn v1_shape_has_job_type_boolean_filelog_and_default_resources() {
+        let v = v1_json(&sample(), true);
+        assert_eq!(v["job_type"], "scheduled");
+        assert_eq!(v["filelog"], false);
+        assert_eq!(v["imagename"], "php7.4");
+        assert_eq!(v["memory"], "0.5Gi");
+        assert_eq!(v["cpu"], "0.1");
+        assert_eq!(v["status"]["short"], "pending");
+        let mut s = sample();
+        s.memory = Some("1Gi".into());
+        s.cpu = Some("500m".into());
+        let v = v1_json(&s, true);
+        assert_eq!(
+            (v["memory"].as_str(), v["cpu"].as_str()),
+            (Some("1.0Gi"), Some("0.5"))
+        );
+        let dump = v1_json(&s, false);
+        assert_eq!(dump["schedule"], "@daily");
+        assert_eq!(dump["filelog"], false);
+        assert!(dump.get("status").is_none());
+        assert!(dump.get("emails").is_none());
+    }
 }

@@ -1,0 +1,549 @@
+//! File logs: reading the end of a job's `filelog` files from the tool's home, and following
+//! them as they grow (spec §1.3 logs row; CLI NDJSON entries `{datetime,pod,container,message}`).
+//!
+//! Everything here is blocking `std::fs`; the caller runs it on a blocking pool with a
+//! timeout. Reads are bounded: [`tail`] reads backwards in chunks and never more than about
+//! `n` capped lines' worth of bytes, [`read_since`] at most `max_bytes` per call.
+
+use std::fs::{File, Metadata};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+/// Lines returned when the request does not say.
+pub const DEFAULT_LINES: usize = 500;
+/// Most lines a request may ask for.
+pub const MAX_LINES: usize = 5000;
+/// Longest line kept, in bytes; longer lines are cut and end with [`CUT_MARK`].
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Appended to (or, for a line whose start was never reached, put before) a cut line.
+pub const CUT_MARK: &str = "…";
+
+/// Backwards read size for [`tail`].
+const CHUNK: usize = 64 * 1024;
+/// Hard cap of one [`read_since`] call, whatever `max_bytes` says.
+const MAX_READ_SINCE: u64 = 16 * 1024 * 1024;
+
+/// The `lines` query parameter: absent means [`DEFAULT_LINES`].
+pub fn parse_lines(raw: Option<&str>) -> Result<usize, String> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LINES);
+    };
+    let text = raw.trim();
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("Unable to parse lines as integer".to_string());
+    }
+    match digits.parse::<usize>() {
+        Ok(n) if n <= MAX_LINES => Ok(n),
+        _ => {
+            let shown = digits.trim_start_matches('0');
+            Err(format!(
+                "Requested number of {shown} lines is over limit of {MAX_LINES}"
+            ))
+        }
+    }
+}
+
+/// Resolves a configured log path (absolute, or relative to the home) and requires that the
+/// resolved file (symlinks followed) stays inside `home_real`, which must already be
+/// canonical. A missing file is `Ok(None)`; a path escaping the home is `Err(message)`.
+///
+/// The check is done on the path; a tool that swaps a directory for a symlink between this
+/// call and the read could still redirect it, so the reader should run with the tool's
+/// privileges where possible.
+pub fn resolve_in_home(home_real: &Path, configured: &str) -> Result<Option<PathBuf>, String> {
+    if configured.trim().is_empty() {
+        return Err("Log file path is empty".to_string());
+    }
+    if configured.contains('\0') {
+        return Err(format!("Invalid log file path {configured:?}"));
+    }
+    let candidate = Path::new(configured);
+    let full = if candidate.is_absolute() {
+        candidate.to_path_buf()
+    } else {
+        home_real.join(candidate)
+    };
+    let real = match std::fs::canonicalize(&full) {
+        Ok(real) => real,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(format!("Unable to access log file {configured:?}: {e}")),
+    };
+    if real == home_real || !real.starts_with(home_real) {
+        return Err(format!(
+            "Log file {configured:?} does not resolve to a file inside the tool's home directory"
+        ));
+    }
+    Ok(Some(real))
+}
+
+/// Opens a file for reading, refusing anything that is not a regular file (a FIFO would
+/// block the open, a directory or device makes no sense as a log).
+fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
+    let not_regular = || io::Error::new(ErrorKind::InvalidInput, "log path is not a regular file");
+    // Checked before opening, so that a FIFO never gets opened; again on the open handle.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    Ok((file, meta))
+}
+
+/// Reads `len` bytes at `offset`, fewer if the file ends first.
+fn read_at(file: &mut File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// One line's bytes (without its newline) as text: a trailing `\r` dropped, invalid UTF-8
+/// replaced, cut at [`MAX_LINE_BYTES`] on a character boundary with [`CUT_MARK`] appended.
+fn line_text(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    if bytes.len() <= MAX_LINE_BYTES {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut cut = MAX_LINE_BYTES;
+    // Do not split a multi-byte character: back off over continuation bytes.
+    while cut > MAX_LINE_BYTES - 3 && (bytes[cut] & 0xC0) == 0x80 {
+        cut -= 1;
+    }
+    let mut text = String::from_utf8_lossy(&bytes[..cut]).into_owned();
+    text.push_str(CUT_MARK);
+    text
+}
+
+/// The last `n` lines of a file (oldest first) and the file length, the offset to follow
+/// from. Reads backwards in chunks, at most about `n * MAX_LINE_BYTES` bytes; when lines are
+/// so long that this budget runs out first, the oldest line returned is the end of a line
+/// whose start was not reached, marked with a leading [`CUT_MARK`].
+pub fn tail(path: &Path, n: usize) -> io::Result<(Vec<String>, u64)> {
+    let (mut file, meta) = open_regular(path)?;
+    let len = meta.len();
+    if n == 0 || len == 0 {
+        return Ok((Vec::new(), len));
+    }
+    let budget = (n as u64)
+        .saturating_mul(MAX_LINE_BYTES as u64 + 2)
+        .saturating_add(CHUNK as u64);
+    let floor = len.saturating_sub(budget);
+
+    // Line ranges [start, end), newest first; `end` excludes the newline.
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut pos = len; // bytes before `pos` are not scanned yet
+    let mut line_end = len;
+    let mut first_chunk = true;
+    let mut reached_start = false;
+    while ranges.len() < n {
+        if pos <= floor {
+            break;
+        }
+        let start = pos.saturating_sub(CHUNK as u64).max(floor);
+        let want = (pos - start) as usize;
+        let chunk = read_at(&mut file, start, want)?;
+        if chunk.len() != want {
+            return Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "log file shrank while reading",
+            ));
+        }
+        let mut scan = &chunk[..];
+        if first_chunk {
+            first_chunk = false;
+            // A final newline ends the last line; it does not start an empty one.
+            if let Some(rest) = scan.strip_suffix(b"\n") {
+                scan = rest;
+                line_end = len - 1;
+            }
+        }
+        while let Some(i) = scan.iter().rposition(|&b| b == b'\n') {
+            let nl = start + i as u64;
+            ranges.push((nl + 1, line_end));
+            line_end = nl;
+            scan = &scan[..i];
+            if ranges.len() == n {
+                break;
+            }
+        }
+        pos = start;
+        if pos == 0 {
+            reached_start = true;
+        }
+    }
+
+    let mut lines = Vec::with_capacity(ranges.len() + 1);
+    let mut oldest_cut = false;
+    if ranges.len() < n {
+        if reached_start {
+            ranges.push((0, line_end));
+        } else if line_end > floor {
+            // Budget exhausted inside a very long line: keep its end.
+            ranges.push((
+                line_end.saturating_sub(MAX_LINE_BYTES as u64).max(floor),
+                line_end,
+            ));
+            oldest_cut = true;
+        }
+    }
+    for (i, &(start, end)) in ranges.iter().rev().enumerate() {
+        let want = ((end - start) as usize).min(MAX_LINE_BYTES + 1);
+        let bytes = read_at(&mut file, start, want)?;
+        let mut text = line_text(&bytes);
+        if (end - start) as usize > bytes.len() && !text.ends_with(CUT_MARK) {
+            // The line is longer than what was read (file shrank): mark it anyway.
+            text.push_str(CUT_MARK);
+        }
+        if i == 0 && oldest_cut {
+            text.insert_str(0, CUT_MARK);
+        }
+        lines.push(text);
+    }
+    Ok((lines, len))
+}
+
+/// Complete lines appended since `offset` (at most `max_bytes` read per call) and the new
+/// offset, which only moves past complete lines. A file shorter than `offset` was truncated
+/// or replaced: reading restarts from 0. A line longer than `max_bytes` cannot complete in
+/// one read; it is then returned in `max_bytes` pieces (each cut) so following never stalls.
+pub fn read_since(path: &Path, offset: u64, max_bytes: u64) -> io::Result<(Vec<String>, u64)> {
+    let (mut file, meta) = open_regular(path)?;
+    let len = meta.len();
+    let offset = if len < offset { 0 } else { offset };
+    let want = (len - offset).min(max_bytes).min(MAX_READ_SINCE);
+    if want == 0 {
+        return Ok((Vec::new(), offset));
+    }
+    let buf = read_at(&mut file, offset, want as usize)?;
+    let complete = match buf.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &buf[..=i],
+        None if buf.len() as u64 == want && want == max_bytes.min(MAX_READ_SINCE) => {
+            // No newline in a full read: a line longer than a read; hand out this piece.
+            let mut text = line_text(&buf);
+            if !text.ends_with(CUT_MARK) {
+                text.push_str(CUT_MARK);
+            }
+            return Ok((vec![text], offset + buf.len() as u64));
+        }
+        None => return Ok((Vec::new(), offset)),
+    };
+    let lines = complete
+        .split(|&b| b == b'\n')
+        .take(complete.iter().filter(|&&b| b == b'\n').count())
+        .map(line_text)
+        .collect();
+    Ok((lines, offset + complete.len() as u64))
+}
+
+/// One log line as the CLI reads it (release 14 reads `datetime`, `pod`, `message`; 16.x also
+/// `container`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogEntry {
+    pub datetime: String,
+    pub pod: String,
+    pub container: String,
+    pub message: String,
+}
+
+/// Turns the lines of one stream (`"stdout"` or `"stderr"`) into entries: file logs have no
+/// pod, so `pod` is the job name; `datetime` is the file's mtime, RFC 3339 UTC seconds.
+pub fn entries(job: &str, stream: &str, lines: Vec<String>, mtime: DateTime<Utc>) -> Vec<LogEntry> {
+    let datetime = mtime.to_rfc3339_opts(SecondsFormat::Secs, true);
+    lines
+        .into_iter()
+        .map(|message| LogEntry {
+            datetime: datetime.clone(),
+            pod: job.to_string(),
+            container: stream.to_string(),
+            message,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Instant;
+
+    fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    fn append(p: &Path, content: &[u8]) {
+        let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+        f.write_all(content).unwrap();
+    }
+
+    #[test]
+    fn lines_parameter() {
+        assert_eq!(parse_lines(None), Ok(500));
+        assert_eq!(parse_lines(Some("10")), Ok(10));
+        assert_eq!(parse_lines(Some(" 5000 ")), Ok(5000));
+        assert_eq!(parse_lines(Some("0")), Ok(0));
+        assert_eq!(parse_lines(Some("+7")), Ok(7));
+        for bad in ["", "abc", "1.5", "-3", "10x", "+"] {
+            assert_eq!(
+                parse_lines(Some(bad)),
+                Err("Unable to parse lines as integer".to_string()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_lines(Some("5001")),
+            Err("Requested number of 5001 lines is over limit of 5000".to_string())
+        );
+        assert_eq!(
+            parse_lines(Some("99999999999999999999999")),
+            Err(
+                "Requested number of 99999999999999999999999 lines is over limit of 5000"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn tail_big_file_is_exact_and_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut content = String::new();
+        for i in 0..200_000 {
+            content.push_str(&format!("line number {i}\n"));
+        }
+        let p = write(dir.path(), "big.log", content.as_bytes());
+        let t = Instant::now();
+        let (lines, len) = tail(&p, 5).unwrap();
+        assert!(t.elapsed().as_millis() < 500);
+        assert_eq!(len, content.len() as u64);
+        assert_eq!(
+            lines,
+            (199_995..200_000)
+                .map(|i| format!("line number {i}"))
+                .collect::<Vec<_>>()
+        );
+        let (lines, _) = tail(&p, 5000).unwrap();
+        assert_eq!(lines.len(), 5000);
+        assert_eq!(lines[0], "line number 195000");
+        assert_eq!(lines[4999], "line number 199999");
+    }
+
+    #[test]
+    fn tail_small_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "a", b"one\ntwo\nthree");
+        assert_eq!(
+            tail(&p, 2).unwrap(),
+            (vec!["two".into(), "three".into()], 13)
+        );
+        assert_eq!(tail(&p, 10).unwrap().0, vec!["one", "two", "three"]);
+        assert_eq!(tail(&p, 0).unwrap(), (vec![], 13));
+
+        let p = write(dir.path(), "crlf", b"one\r\ntwo\r\n");
+        assert_eq!(tail(&p, 10).unwrap().0, vec!["one", "two"]);
+
+        let p = write(dir.path(), "empty", b"");
+        assert_eq!(tail(&p, 10).unwrap(), (vec![], 0));
+
+        let p = write(dir.path(), "nl", b"\n");
+        assert_eq!(tail(&p, 10).unwrap().0, vec![""]);
+
+        let p = write(dir.path(), "blank", b"a\n\n\nb\n");
+        assert_eq!(tail(&p, 3).unwrap().0, vec!["", "", "b"]);
+
+        let p = write(dir.path(), "utf8", b"caf\xc3\xa9\nbad \xff\n");
+        assert_eq!(tail(&p, 10).unwrap().0, vec!["café", "bad \u{fffd}"]);
+    }
+
+    #[test]
+    fn tail_lines_across_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        // Lines of varying length so newlines fall on and around chunk edges.
+        let lines: Vec<String> = (0..3000)
+            .map(|i| "x".repeat(i % 97) + &i.to_string())
+            .collect();
+        let mut content = lines.join("\n");
+        content.push('\n');
+        let p = write(dir.path(), "f", content.as_bytes());
+        let (got, _) = tail(&p, 2500).unwrap();
+        assert_eq!(got, lines[500..].to_vec());
+        let (got, _) = tail(&p, 5000).unwrap();
+        assert_eq!(got, lines);
+    }
+
+    #[test]
+    fn tail_caps_long_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "é".repeat(20_000); // 40 000 bytes
+        let content = format!("first\n{long}\nlast\n");
+        let p = write(dir.path(), "long", content.as_bytes());
+        let (got, _) = tail(&p, 3).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], "first");
+        assert!(got[1].ends_with(CUT_MARK));
+        assert_eq!(got[1].len(), MAX_LINE_BYTES + CUT_MARK.len());
+        assert!(got[1].trim_end_matches(CUT_MARK).chars().all(|c| c == 'é'));
+        assert_eq!(got[2], "last");
+    }
+
+    #[test]
+    fn tail_giant_single_line_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut content = vec![b'a'; 4 * 1024 * 1024];
+        content.extend_from_slice(b"\nend\n");
+        let p = write(dir.path(), "giant", &content);
+        let (got, _) = tail(&p, 2).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with(CUT_MARK));
+        assert!(got[0].len() <= MAX_LINE_BYTES + 2 * CUT_MARK.len());
+        assert_eq!(got[1], "end");
+    }
+
+    #[test]
+    fn refuses_non_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = tail(dir.path(), 10).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let err = read_since(dir.path(), 0, 100).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            tail(&dir.path().join("missing"), 1).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn resolve_relative_absolute_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(home.join("logs")).unwrap();
+        write(&home, "logs/job.out", b"x\n");
+        assert_eq!(
+            resolve_in_home(&home, "logs/job.out"),
+            Ok(Some(home.join("logs/job.out")))
+        );
+        let abs = home.join("logs/job.out");
+        assert_eq!(
+            resolve_in_home(&home, abs.to_str().unwrap()),
+            Ok(Some(abs.clone()))
+        );
+        assert_eq!(
+            resolve_in_home(&home, "logs/../logs/./job.out"),
+            Ok(Some(abs))
+        );
+        assert_eq!(resolve_in_home(&home, "nothing.out"), Ok(None));
+        assert_eq!(resolve_in_home(&home, "logs/job.out/x"), Ok(None));
+        assert!(resolve_in_home(&home, "").is_err());
+        assert!(resolve_in_home(&home, ".").is_err());
+    }
+
+    #[test]
+    fn resolve_refuses_escapes() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = write(outside.path(), "secret", b"top secret\n");
+        let dir = tempfile::tempdir().unwrap();
+        let home = std::fs::canonicalize(dir.path()).unwrap();
+        std::os::unix::fs::symlink(&secret, home.join("job.out")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), home.join("linkdir")).unwrap();
+        assert!(resolve_in_home(&home, "job.out").is_err());
+        assert!(resolve_in_home(&home, "linkdir/secret").is_err());
+        assert!(resolve_in_home(&home, secret.to_str().unwrap()).is_err());
+        let rel = format!(
+            "../{}/secret",
+            outside.path().file_name().unwrap().to_str().unwrap()
+        );
+        // Only escapes when both temp dirs share a parent; either way it must not resolve.
+        assert!(!matches!(resolve_in_home(&home, &rel), Ok(Some(_))));
+        // A symlink staying inside the home is fine.
+        write(&home, "real.out", b"ok\n");
+        std::os::unix::fs::symlink(home.join("real.out"), home.join("alias.out")).unwrap();
+        assert_eq!(
+            resolve_in_home(&home, "alias.out"),
+            Ok(Some(home.join("real.out")))
+        );
+        // A sibling directory sharing the home's name prefix is outside.
+        let sibling = PathBuf::from(format!("{}-other", home.display()));
+        assert!(!sibling.starts_with(&home));
+    }
+
+    #[test]
+    fn read_since_follows_complete_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "f", b"old\n");
+        let (_, off) = tail(&p, 10).unwrap();
+        assert_eq!(off, 4);
+        assert_eq!(read_since(&p, off, 1024).unwrap(), (vec![], 4));
+
+        append(&p, b"new 1\nnew 2\r\npart");
+        let (got, off) = read_since(&p, off, 1024).unwrap();
+        assert_eq!(got, vec!["new 1", "new 2"]);
+        assert_eq!(off, 4 + 6 + 7);
+        // The partial line is not returned until completed.
+        assert_eq!(read_since(&p, off, 1024).unwrap(), (vec![], off));
+        append(&p, b"ial\n");
+        let (got, off2) = read_since(&p, off, 1024).unwrap();
+        assert_eq!(got, vec!["partial"]);
+        assert_eq!(off2, off + 8);
+    }
+
+    #[test]
+    fn read_since_respects_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "f", b"aaaa\nbbbb\ncccc\n");
+        let (got, off) = read_since(&p, 0, 12).unwrap();
+        assert_eq!(got, vec!["aaaa", "bbbb"]);
+        assert_eq!(off, 10);
+        let (got, off) = read_since(&p, off, 12).unwrap();
+        assert_eq!(got, vec!["cccc"]);
+        assert_eq!(off, 15);
+        // A line longer than max_bytes is handed out in pieces instead of stalling.
+        let p = write(dir.path(), "g", b"0123456789\n");
+        let (got, off) = read_since(&p, 0, 4).unwrap();
+        assert_eq!((got, off), (vec![format!("0123{CUT_MARK}")], 4));
+        assert_eq!(read_since(&p, 0, 0).unwrap(), (vec![], 0));
+    }
+
+    #[test]
+    fn read_since_restarts_after_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "f", b"line one\nline two\n");
+        let (_, off) = tail(&p, 1).unwrap();
+        assert_eq!(off, 18);
+        std::fs::write(&p, b"fresh\n").unwrap(); // truncated / rotated
+        let (got, off) = read_since(&p, off, 1024).unwrap();
+        assert_eq!(got, vec!["fresh"]);
+        assert_eq!(off, 6);
+    }
+
+    #[test]
+    fn entries_and_json() {
+        let mtime = DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123+02:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let e = entries("myjob", "stderr", vec!["boom".into(), "bang".into()], mtime);
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[0],
+            LogEntry {
+                datetime: "2024-05-06T05:08:09Z".into(),
+                pod: "myjob".into(),
+                container: "stderr".into(),
+                message: "boom".into(),
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&e[1]).unwrap(),
+            serde_json::json!({"datetime": "2024-05-06T05:08:09Z", "pod": "myjob",
+                               "container": "stderr", "message": "bang"})
+        );
+    }
+}
