@@ -6,4 +6,5 @@ pub mod credentials;
 pub mod identity;
 pub mod jobs;
 pub mod limits;
+pub mod metrics;
 pub mod server;

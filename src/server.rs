@@ -187,8 +187,58 @@ async fn apiserver_reachable(url: &str) -> bool {
     )
 }
 
+/// Prometheus text: request and Kubernetes call metrics plus credential-cache figures.
+fn render_metrics(state: &AppState) -> String {
+    let c = state.credentials.stats();
+    crate::metrics::global().render(&[
+        (
+            "jobs_gateway_credential_cache_hits_total",
+            "counter",
+            "requests served by a cached kube client",
+            c.hits,
+        ),
+        (
+            "jobs_gateway_credential_cache_misses_total",
+            "counter",
+            "first requests of a tool (client built)",
+            c.misses,
+        ),
+        (
+            "jobs_gateway_credential_cache_reloads_total",
+            "counter",
+            "clients rebuilt because the tool's files changed",
+            c.reloads,
+        ),
+        (
+            "jobs_gateway_credential_cache_evictions_total",
+            "counter",
+            "clients dropped to stay within the cache size",
+            c.evictions,
+        ),
+        (
+            "jobs_gateway_credential_cache_tools",
+            "gauge",
+            "kube clients kept warm",
+            state.credentials.cached_tools() as u64,
+        ),
+    ])
+}
+
 fn admin_router(state: AppState) -> Router {
+    let for_metrics = state.clone();
     Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let state = for_metrics.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        render_metrics(&state),
+                    )
+                }
+            }),
+        )
         .route("/healthz", get(|| async { Json("OK") }))
         .route(
             "/readyz",

@@ -15,6 +15,15 @@ say() { printf '%s tests/run.sh: %s\n' "$(date '+%H:%M:%S')" "$*" >&2; }
 say "building the local cluster (about 5 minutes the first time, cached afterwards)"
 bash "$here/cluster/build.sh"
 
+# Python tools the tests use (openapi-spec-validator), in a venv outside the checkout.
+py_tools=${TJF_PY_TOOLS_VENV:-/var/cache/jobs-gateway-py}
+if [[ ! -x $py_tools/bin/python ]] || ! "$py_tools/bin/python" -c 'import openapi_spec_validator' 2>/dev/null; then
+  say "installing openapi-spec-validator into $py_tools"
+  python3 -m venv "$py_tools"
+  "$py_tools/bin/pip" install --quiet --disable-pip-version-check 'openapi-spec-validator>=0.7'
+fi
+export TJF_PY_TOOLS=$py_tools/bin/python
+
 run_dir=${TJF_TEST_RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/jobs-gateway-test.XXXXXX")}
 cleanup() {
   bash "$here/cluster/stop.sh" "$run_dir" --purge >/dev/null 2>&1 || true

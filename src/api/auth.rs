@@ -117,6 +117,10 @@ pub async fn require_caller(
             }
             if let Err(wait) = policy.rate_limits.check(&tool, is_mutating(req.method())) {
                 tracing::info!(tool = %tool, "rate limited");
+                crate::metrics::global().inc(
+                    "jobs_gateway_refusals_total",
+                    vec![("reason", "rate_limit".into())],
+                );
                 let mut e = ApiError::new(
                     axum::http::StatusCode::TOO_MANY_REQUESTS,
                     format!("too many requests from tool '{tool}'; try again in {wait} s"),

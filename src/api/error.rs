@@ -118,10 +118,16 @@ pub fn from_kube(e: &kube::Error, what: &str) -> ApiError {
         kube::Error::Api(status) => {
             let msg = status.message.clone();
             match status.code {
-                403 if msg.contains("exceeded quota") => ApiError::new(
+                403 if msg.contains("exceeded quota") => {
+                    crate::metrics::global().inc(
+                        "jobs_gateway_refusals_total",
+                        vec![("reason", "kube_quota".into())],
+                    );
+                    ApiError::new(
                     StatusCode::FORBIDDEN,
                     format!("Out of quota for this kind of job ({msg}). Please see {QUOTA_HELP} for details."),
-                ),
+                )
+                }
                 403 => ApiError::forbidden(format!("Kubernetes refused to {what}: {msg}")),
                 401 => ApiError::forbidden(format!(
                     "Kubernetes did not accept the tool's credentials: {msg}"
@@ -132,9 +138,15 @@ pub fn from_kube(e: &kube::Error, what: &str) -> ApiError {
                     "An object with the same name exists already",
                 ),
                 422 | 400 => ApiError::bad_request(format!("Kubernetes rejected the job: {msg}")),
-                429 => ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("Kubernetes is busy: {msg}")),
+                429 => ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("Kubernetes is busy: {msg}"),
+                ),
                 500..=599 => ApiError::unavailable(format!("Kubernetes failed to {what}: {msg}")),
-                _ => ApiError::new(StatusCode::BAD_GATEWAY, format!("Kubernetes failed to {what}: {msg}")),
+                _ => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("Kubernetes failed to {what}: {msg}"),
+                ),
             }
         }
         kube::Error::SerdeError(_) => ApiError::new(

@@ -72,7 +72,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let flavor = super::error::Flavor::of_path(&path);
-    let mut resp = super::error::FLAVOR.scope(flavor, next.run(req)).await;
+    let span = tracing::info_span!("request", request_id = %ctx.id, method = %method, path = %path);
+    let mut resp =
+        tracing::Instrument::instrument(super::error::FLAVOR.scope(flavor, next.run(req)), span)
+            .await;
     if let Ok(v) = HeaderValue::from_str(&ctx.id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }

@@ -206,14 +206,22 @@ async fn check_job_quota(
         .counts()
         .await
         .map_err(|e| from_kube(&e, "count the tool's jobs"))?;
+    let refuse = || {
+        crate::metrics::global().inc(
+            "jobs_gateway_refusals_total",
+            vec![("reason", "job_quota".into())],
+        )
+    };
     if req.schedule.is_some() {
         if scheduled >= quota.scheduled as usize {
+            refuse();
             return Err(ApiError::forbidden(format!(
                 "Job quota exceeded: tool '{}' already has {scheduled} scheduled jobs and may have at most {}. Delete one first.",
                 caller.tool, quota.scheduled
             )));
         }
     } else if running >= quota.running as usize {
+        refuse();
         return Err(ApiError::forbidden(format!(
             "Job quota exceeded: tool '{}' already has {running} running one-off and continuous jobs and may have at most {}. Wait for one to finish or delete one first.",
             caller.tool, quota.running

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod guard;
 pub mod handlers;
+pub mod openapi;
 pub mod v1;
 
 use std::sync::{Arc, RwLock};
@@ -50,84 +51,137 @@ impl AppState {
     }
 }
 
-/// Adds a route under a path both with and without a trailing slash.
-fn both(router: Router<AppState>, path: &str, method: MethodRouter<AppState>) -> Router<AppState> {
-    let trimmed = path.trim_end_matches('/');
-    router
-        .route(trimmed, method.clone())
-        .route(&format!("{trimmed}/"), method)
+/// A router under construction that also records what it serves, for the OpenAPI document.
+struct Routes {
+    router: Router<AppState>,
+    prefix: &'static str,
+    served: Vec<(&'static str, String)>,
+}
+
+impl Routes {
+    fn new(prefix: &'static str) -> Self {
+        Self {
+            router: Router::new(),
+            prefix,
+            served: Vec::new(),
+        }
+    }
+
+    /// Serves `path` (and its twin with/without a trailing slash) for `methods`.
+    fn add(mut self, path: &str, methods: &[&'static str], mr: MethodRouter<AppState>) -> Self {
+        for m in methods {
+            self.served.push((m, format!("{}{path}", self.prefix)));
+        }
+        let trimmed = path.trim_end_matches('/');
+        self.router = self
+            .router
+            .route(trimmed, mr.clone())
+            .route(&format!("{trimmed}/"), mr);
+        self
+    }
+
+    fn exact(mut self, path: &str, methods: &[&'static str], mr: MethodRouter<AppState>) -> Self {
+        for m in methods {
+            self.served.push((m, format!("{}{path}", self.prefix)));
+        }
+        self.router = self.router.route(path, mr);
+        self
+    }
 }
 
 /// Release 13 (`run/`, `show/N`, …) and release 14 (`jobs/`, `jobs/N`, …) routes.
-fn legacy_routes() -> Router<AppState> {
+fn legacy_routes(prefix: &'static str) -> Routes {
     use handlers::*;
-    let mut r = Router::new();
-    r = both(r, "/run/", post(legacy_run));
-    r = r.route("/show/{name}", get(legacy_show));
-    r = both(r, "/list/", get(legacy_list));
-    r = r.route("/delete/{name}", delete(legacy_delete));
-    r = both(r, "/flush/", delete(legacy_flush));
-    r = r.route("/restart/{name}", post(legacy_restart));
-    r = r.route("/logs/{name}", get(legacy_logs));
-    r = both(r, "/images/", get(legacy_images));
-    r = both(r, "/containers/", get(legacy_images));
-    r = both(r, "/quota/", get(legacy_quota));
-    r = both(
-        r,
-        "/jobs/",
-        get(legacy_list)
-            .post(legacy_create)
-            .delete(legacy_flush_v14),
-    );
-    r = both(
-        r,
-        "/jobs/{name}",
-        get(legacy_show).delete(legacy_delete_v14),
-    );
-    r = both(r, "/jobs/{name}/restart", post(legacy_restart_v14));
-    r = both(r, "/jobs/{name}/logs", get(legacy_logs));
-    r
+    Routes::new(prefix)
+        .add("/run/", &["post"], post(legacy_run))
+        .exact("/show/{name}", &["get"], get(legacy_show))
+        .add("/list/", &["get"], get(legacy_list))
+        .exact("/delete/{name}", &["delete"], delete(legacy_delete))
+        .add("/flush/", &["delete"], delete(legacy_flush))
+        .exact("/restart/{name}", &["post"], post(legacy_restart))
+        .exact("/logs/{name}", &["get"], get(legacy_logs))
+        .add("/images/", &["get"], get(legacy_images))
+        .add("/containers/", &["get"], get(legacy_images))
+        .add("/quota/", &["get"], get(legacy_quota))
+        .add(
+            "/jobs/",
+            &["get", "post", "delete"],
+            get(legacy_list)
+                .post(legacy_create)
+                .delete(legacy_flush_v14),
+        )
+        .add(
+            "/jobs/{name}",
+            &["get", "delete"],
+            get(legacy_show).delete(legacy_delete_v14),
+        )
+        .add("/jobs/{name}/restart", &["post"], post(legacy_restart_v14))
+        .add("/jobs/{name}/logs", &["get"], get(legacy_logs))
 }
 
 /// 16.x routes under `/v1/tool/{tool}`.
-fn v1_routes() -> Router<AppState> {
-    let mut r = Router::new();
-    r = both(
-        r,
-        "/tool/{tool}/jobs/",
-        get(v1::list)
-            .post(v1::create)
-            .put(v1::create)
-            .patch(v1::upsert)
-            .delete(v1::flush),
-    );
-    r = both(
-        r,
-        "/tool/{tool}/jobs/{name}",
-        get(v1::show).delete(v1::delete),
-    );
-    r = both(r, "/tool/{tool}/jobs/{name}/restart", post(v1::restart));
-    r = both(r, "/tool/{tool}/jobs/{name}/logs", get(v1::job_logs));
-    r = both(r, "/tool/{tool}/images/", get(v1::images));
-    r = both(r, "/tool/{tool}/quotas/", get(v1::quotas));
-    r
+fn v1_routes(prefix: &'static str) -> Routes {
+    Routes::new(prefix)
+        .add(
+            "/tool/{tool}/jobs/",
+            &["get", "post", "put", "patch", "delete"],
+            get(v1::list)
+                .post(v1::create)
+                .put(v1::create)
+                .patch(v1::upsert)
+                .delete(v1::flush),
+        )
+        .add(
+            "/tool/{tool}/jobs/{name}",
+            &["get", "delete"],
+            get(v1::show).delete(v1::delete),
+        )
+        .add(
+            "/tool/{tool}/jobs/{name}/restart",
+            &["post"],
+            post(v1::restart),
+        )
+        .add("/tool/{tool}/jobs/{name}/logs", &["get"], get(v1::job_logs))
+        .add("/tool/{tool}/images/", &["get"], get(v1::images))
+        .add("/tool/{tool}/quotas/", &["get"], get(v1::quotas))
 }
 
 /// The logs service routes of 16.2 (`/logs/v1/tool/{tool}/job/{name}/…`).
-fn logs_routes() -> Router<AppState> {
-    Router::new()
-        .route("/tool/{tool}/job/{name}/logs", get(v1::paged_logs))
-        .route("/tool/{tool}/job/{name}/logs_stream", get(v1::stream_logs))
+fn logs_routes(prefix: &'static str) -> Routes {
+    Routes::new(prefix)
+        .exact(
+            "/tool/{tool}/job/{name}/logs",
+            &["get"],
+            get(v1::paged_logs),
+        )
+        .exact(
+            "/tool/{tool}/job/{name}/logs_stream",
+            &["get"],
+            get(v1::stream_logs),
+        )
 }
 
-/// Every authenticated route, under each generation's default prefixes.
-fn job_routes() -> Router<AppState> {
-    Router::new()
-        .nest("/api/v1", legacy_routes())
-        .nest("/jobs/api/v1", legacy_routes())
-        .nest("/v1", v1_routes())
-        .nest("/jobs/v1", v1_routes())
-        .nest("/logs/v1", logs_routes())
+/// Every authenticated route, under each generation's default prefixes, and the list of
+/// (method, path) served.
+fn job_routes() -> (Router<AppState>, Vec<(&'static str, String)>) {
+    let mut router = Router::new();
+    let mut served = Vec::new();
+    for r in [
+        legacy_routes("/api/v1"),
+        legacy_routes("/jobs/api/v1"),
+        v1_routes("/v1"),
+        v1_routes("/jobs/v1"),
+        logs_routes("/logs/v1"),
+    ] {
+        router = router.nest(r.prefix, r.router);
+        served.extend(r.served);
+    }
+    (router, served)
+}
+
+/// (method, path) of every authenticated route.
+pub fn served_routes() -> Vec<(&'static str, String)> {
+    job_routes().1
 }
 
 async fn v1_healthz() -> Json<serde_json::Value> {
@@ -143,13 +197,27 @@ pub fn router(state: AppState, listener: Listener) -> Router {
         rate_limits: state.rate_limits.clone(),
     });
     let load = state.load.clone();
-    let authed = job_routes().layer(axum::middleware::from_fn_with_state(
-        policy,
-        auth::require_caller,
-    ));
+    let (routes, served) = job_routes();
+    let doc = Arc::new(openapi::document(&served));
+    let authed = routes
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            auth::require_caller,
+        ))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/v1/healthz", get(v1_healthz))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json((*doc).clone()) }
+            }),
+        )
+        .route("/docs", get(openapi::swagger_page))
+        .route("/docs/", get(openapi::swagger_page))
+        .route("/docs/{file}", get(openapi::swagger_asset))
         .merge(authed)
         .fallback(|| async {
             error::ApiError::not_found("no such route; see the API documentation")

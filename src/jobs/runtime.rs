@@ -80,7 +80,11 @@ impl ToolRuntime {
             + std::fmt::Debug,
         <K as kube::Resource>::DynamicType: Default,
     {
-        Ok(self.api::<K>().list(&lp).await?.items)
+        let plural = K::plural(&Default::default()).to_string();
+        let api = self.api::<K>();
+        Ok(crate::metrics::kube_call("list", &plural, api.list(&lp))
+            .await?
+            .items)
     }
 
     async fn count_of<K>(&self, lp: ListParams) -> Result<Vec<K>, kube::Error>
@@ -102,10 +106,15 @@ impl ToolRuntime {
             + std::fmt::Debug,
         <K as kube::Resource>::DynamicType: Default,
     {
-        self.api::<K>()
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await
-            .map(|_| ())
+        let plural = K::plural(&Default::default()).to_string();
+        let api = self.api::<K>();
+        crate::metrics::kube_call(
+            "deletecollection",
+            &plural,
+            api.delete_collection(&DeleteParams::background(), &lp),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Reads everything list/show needs, in parallel, with label selectors (never per job).
@@ -152,19 +161,23 @@ impl ToolRuntime {
         let cron_api = self.api::<CronJob>();
         let (jobs, cronjobs, continuous) = tokio::try_join!(
             self.list_of::<Job>(params(&self.sel(Some(Component::Jobs), None))),
-            cron_api.list_metadata(&crons),
+            crate::metrics::kube_call("list", "cronjobs", cron_api.list_metadata(&crons)),
             async {
                 match self.continuous {
-                    ContinuousComponent::ReplicationControllers => self
-                        .api::<ReplicationController>()
-                        .list_metadata(&cont)
-                        .await
-                        .map(|l| l.items.len()),
-                    ContinuousComponent::Deployments => self
-                        .api::<Deployment>()
-                        .list_metadata(&cont)
-                        .await
-                        .map(|l| l.items.len()),
+                    ContinuousComponent::ReplicationControllers => crate::metrics::kube_call(
+                        "list",
+                        "replicationcontrollers",
+                        self.api::<ReplicationController>().list_metadata(&cont),
+                    )
+                    .await
+                    .map(|l| l.items.len()),
+                    ContinuousComponent::Deployments => crate::metrics::kube_call(
+                        "list",
+                        "deployments",
+                        self.api::<Deployment>().list_metadata(&cont),
+                    )
+                    .await
+                    .map(|l| l.items.len()),
                 }
             },
         )?;
@@ -216,7 +229,11 @@ impl ToolRuntime {
         <K as kube::Resource>::DynamicType: Default,
     {
         let obj: K = serde_json::from_value(manifest).map_err(kube::Error::SerdeError)?;
-        let created = self.api::<K>().create(&PostParams::default(), &obj).await?;
+        let plural = K::plural(&Default::default()).to_string();
+        let api = self.api::<K>();
+        let created =
+            crate::metrics::kube_call("create", &plural, api.create(&PostParams::default(), &obj))
+                .await?;
         serde_json::to_value(created).map_err(kube::Error::SerdeError)
     }
 
@@ -305,7 +322,8 @@ impl ToolRuntime {
         match what {
             Component::Jobs => Ok(()),
             Component::CronJobs => {
-                let cj = self.api::<CronJob>().get(name).await?;
+                let api = self.api::<CronJob>();
+                let cj = crate::metrics::kube_call("get", "cronjobs", api.get(name)).await?;
                 let spec = cj
                     .spec
                     .as_ref()
