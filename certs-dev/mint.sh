@@ -5,8 +5,9 @@
 #                  [--kube-url URL] [--kube-ca F] [--days N] [--key-alg ec|rsa] [--force]
 #   mint.sh tool   --ca-cert F --ca-key F --tool-root ROOT [--kube-url URL] [--kube-ca F]
 #                  [--days N] [--key-alg ec|rsa] NAME
-#   mint.sh client --ca-cert F --ca-key F --out PREFIX --subj "/O=y/CN=x"
-#                  [--days N] [--key-alg ec|rsa] [--server]
+#   mint.sh client (--ca-cert F --ca-key F | --ca DIR) --out PREFIX --subj "/O=y/CN=x"
+#                  [--days N] [--not-before YYYYMMDDHHMMSSZ] [--not-after YYYYMMDDHHMMSSZ]
+#                  [--key-alg ec|rsa] [--server]
 #
 # Only paths are printed, never key material. See certs-dev/README.md.
 set -euo pipefail
@@ -19,7 +20,7 @@ die() { echo "$PROG: error: $*" >&2; exit 1; }
 say() { echo "$*"; }
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -96,9 +97,61 @@ sign_leaf() {
   "$OPENSSL" req -new -config "$cnf" -key "$key" -subj "$subj" "${mvopt[@]}" -utf8 -out "$csr" \
     || die "cannot create CSR for '$subj'"
   leaf_ext "$ext" "$kind" "$san"
+  if [[ -n $NOT_BEFORE || -n $NOT_AFTER ]]; then
+    sign_with_window "$cacrt" "$cakey" "$csr" "$ext" "$days" "$out" \
+      || die "cannot sign certificate for '$subj' with $cacrt (validity $NOT_BEFORE..$NOT_AFTER)"
+    return 0
+  fi
   "$OPENSSL" x509 -req -in "$csr" -CA "$cacrt" -CAkey "$cakey" -set_serial "$(serial)" \
     -days "$days" -sha256 -extfile "$ext" -extensions ext -out "$out" 2>/dev/null \
     || die "cannot sign certificate for '$subj' with $cacrt"
+}
+
+# YYYYMMDDHHMMSSZ -> seconds since the epoch (GNU date)
+gt_to_epoch() {
+  local t=$1
+  date -u -d "${t:0:4}-${t:4:2}-${t:6:2} ${t:8:2}:${t:10:2}:${t:12:2}" +%s
+}
+epoch_to_gt() { date -u -d "@$1" +%Y%m%d%H%M%SZ; }
+
+# sign_with_window CA_CERT CA_KEY CSR EXTFILE DAYS OUTCERT
+# OpenSSL 3.0's `x509 -req` cannot set notBefore; `openssl ca` can (-startdate/-enddate). It
+# needs a database: a throwaway one in $WORK. The subject is copied from the CSR unchanged
+# (-preserveDN and an empty policy), so odd test subjects survive as they are.
+sign_with_window() {
+  local cacrt=$1 cakey=$2 csr=$3 ext=$4 days=$5 out=$6
+  local db="$WORK/ca-db" start end
+  rm -rf -- "$db"; mkdir -p -- "$db/new"
+  : >"$db/index.txt"
+  "$OPENSSL" rand -hex 16 >"$db/serial"
+  start=${NOT_BEFORE:-$(epoch_to_gt "$(date -u +%s)")}
+  if [[ -n $NOT_AFTER ]]; then
+    end=$NOT_AFTER
+  else
+    end=$(epoch_to_gt $(( $(gt_to_epoch "$start") + days * 86400 )))
+  fi
+  (( $(gt_to_epoch "$start") <= $(gt_to_epoch "$end") )) \
+    || { echo "$PROG: --not-before $start is after --not-after $end" >&2; return 1; }
+  {
+    echo "[ca]"
+    echo "default_ca = throwaway"
+    echo "[throwaway]"
+    echo "database = $db/index.txt"
+    echo "serial = $db/serial"
+    echo "new_certs_dir = $db/new"
+    echo "default_md = sha256"
+    echo "policy = anything"
+    echo "unique_subject = no"
+    echo "email_in_dn = no"
+    echo "preserve = yes"
+    echo "copy_extensions = none"
+    echo "[anything]"
+    cat -- "$ext"
+  } >"$db/ca.cnf"
+  "$OPENSSL" ca -batch -notext -utf8 -preserveDN -config "$db/ca.cnf" -cert "$cacrt" \
+    -keyfile "$cakey" -in "$csr" -startdate "$start" -enddate "$end" -extensions ext \
+    -out "$out" >/dev/null 2>"$db/err" \
+    || { cat -- "$db/err" >&2; return 1; }
 }
 
 pubkey_of_cert() { "$OPENSSL" x509 -in "$1" -noout -pubkey 2>/dev/null; }
@@ -229,7 +282,7 @@ mint_tool() {
 # ---------------------------------------------------------------- subcommands
 
 CA_CERT="" CA_KEY="" OUT="" TOOL_ROOT="" TOOLS="" KUBE_URL="https://127.0.0.1:6443" KUBE_CA=""
-DAYS="" FORCE=0 SUBJ="" SERVER=0 NAMES=()
+DAYS="" FORCE=0 SUBJ="" SERVER=0 NAMES=() NOT_BEFORE="" NOT_AFTER="" CA_DIR=""
 
 parse_args() {
   while (($#)); do
@@ -244,6 +297,9 @@ parse_args() {
       --days)      DAYS=${2:?}; shift 2 ;;
       --key-alg)   KEY_ALG=${2:?}; shift 2 ;;
       --subj)      SUBJ=${2:?}; shift 2 ;;
+      --not-before) NOT_BEFORE=${2:?}; shift 2 ;;
+      --not-after) NOT_AFTER=${2:?}; shift 2 ;;
+      --ca)        CA_DIR=${2:?}; shift 2 ;;
       --server)    SERVER=1; shift ;;
       --force)     FORCE=1; shift ;;
       -h|--help)   usage 0 ;;
@@ -254,6 +310,12 @@ parse_args() {
   done
   if [[ -n $DAYS && ! $DAYS =~ ^[0-9]+$ ]]; then die "--days must be a number"; fi
   # --days 0 is allowed: gives an already-expiring certificate for tests
+  local t
+  for t in "$NOT_BEFORE" "$NOT_AFTER"; do
+    [[ -z $t ]] && continue
+    [[ $t =~ ^[0-9]{14}Z$ ]] || die "--not-before/--not-after take YYYYMMDDHHMMSSZ (UTC), not '$t'"
+    gt_to_epoch "$t" >/dev/null 2>&1 || die "not a valid time: '$t'"
+  done
   return 0
 }
 
@@ -339,7 +401,18 @@ cmd_tool() {
 
 cmd_client() {
   parse_args "$@"
-  [[ -n $CA_CERT && -n $CA_KEY ]] || die "client: --ca-cert and --ca-key are required"
+  if [[ -n $CA_DIR ]]; then
+    # another CA (e.g. one the gateway does not trust): DIR/ca.crt + DIR/ca.key, made if missing
+    [[ -z $CA_CERT && -z $CA_KEY ]] || die "client: give either --ca DIR or --ca-cert/--ca-key"
+    mkdir -p -- "$CA_DIR"
+    CA_CERT="$CA_DIR/ca.crt"; CA_KEY="$CA_DIR/ca.key"
+    if [[ ! -s $CA_CERT || ! -s $CA_KEY ]]; then
+      make_ca "$CA_CERT" "$CA_KEY"
+      say "wrote  $(abspath "$CA_KEY")"
+      say "wrote  $(abspath "$CA_CERT")"
+    fi
+  fi
+  [[ -n $CA_CERT && -n $CA_KEY ]] || die "client: --ca-cert and --ca-key (or --ca DIR) are required"
   [[ -n $OUT ]] || die "client: --out PREFIX is required"
   [[ -n $SUBJ ]] || die "client: --subj is required"
   ((${#NAMES[@]} == 0)) || die "client: unexpected argument '${NAMES[0]}'"

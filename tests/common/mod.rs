@@ -303,3 +303,146 @@ pub async fn call(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, body)
 }
+
+// ---------------------------------------------------------------- helpers for negative tests
+
+impl Pki {
+    /// Mints a client certificate with extra `mint.sh client` options (`--not-before`,
+    /// `--not-after`, `--ca DIR`, `--server`, …); returns (cert, key).
+    pub fn mint_client_with(&self, name: &str, subj: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+        let prefix = self.dir.path().join("clients").join(name);
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo().join("certs-dev/mint.sh")).arg("client");
+        if !extra.contains(&"--ca") {
+            cmd.arg("--ca-cert")
+                .arg(&self.cluster.ca)
+                .arg("--ca-key")
+                .arg(&self.cluster.ca_key);
+        }
+        run_ok(
+            cmd.arg("--out")
+                .arg(&prefix)
+                .arg("--subj")
+                .arg(subj)
+                .args(extra),
+        );
+        (prefix.with_extension("crt"), prefix.with_extension("key"))
+    }
+}
+
+impl Gateway {
+    /// Whether the gateway process is still running (it did not panic or exit).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Sends a request; a connection or TLS failure is `Err` instead of a panic.
+pub async fn try_call(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), String> {
+    let resp = req.send().await.map_err(|e| format!("{e:?}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| format!("{e:?}"))?;
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Ok((status, body))
+}
+
+/// Sends raw HTTP/1.1 bytes over TLS to `addr` (trusting `ca`, presenting `identity` if given)
+/// and returns (status, body). For what reqwest will not send: unnormalised paths, chunked
+/// bodies without a length. The request should carry `Connection: close`.
+pub async fn raw_https(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    request: Vec<u8>,
+) -> Result<(u16, serde_json::Value), String> {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    install_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_pem = std::fs::read(ca).map_err(|e| e.to_string())?;
+    for der in jobs_gateway::credentials::pem_certificates(&ca_pem)? {
+        roots
+            .add(rustls_pki_types::CertificateDer::from(der))
+            .map_err(|e| e.to_string())?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => {
+            let cert_pem = std::fs::read(cert).map_err(|e| e.to_string())?;
+            let chain = jobs_gateway::credentials::pem_certificates(&cert_pem)?
+                .into_iter()
+                .map(rustls_pki_types::CertificateDer::from)
+                .collect();
+            let key_pem = std::fs::read(key).map_err(|e| e.to_string())?;
+            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+                .map_err(|e| e.to_string())?
+                .ok_or("no private key")?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    // The server may answer early (413) and close while the body is still being written.
+    let write_error = tls.write_all(&request).await.err();
+    let _ = tls.flush().await;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        return Err("no complete response within 30 s".into());
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return Err(format!(
+            "no HTTP response (write error: {write_error:?}): {text:?}"
+        ));
+    };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line: {head:?}"))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = after[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    Ok((status, json))
+}
