@@ -27,6 +27,8 @@ pub struct Config {
     pub ingress_ca: PathBuf,
     /// Common name the ingress's client certificate must carry.
     pub ingress_cn: String,
+    /// Organisation the ingress's client certificate must carry (and nothing else).
+    pub ingress_org: String,
     pub kube_url: String,
     pub kube_ca: PathBuf,
     pub home_root: PathBuf,
@@ -127,6 +129,8 @@ impl Config {
                 .unwrap_or_else(|| client_ca.clone()),
             client_ca,
             ingress_cn: var("JOBS_GATEWAY_INGRESS_CN").unwrap_or_else(|| "jobs-ingress".into()),
+            ingress_org: var("JOBS_GATEWAY_INGRESS_ORG")
+                .unwrap_or_else(|| "toolforge-infra".into()),
             kube_url: required("JOBS_GATEWAY_KUBE_URL")?,
             kube_ca: PathBuf::from(required("JOBS_GATEWAY_KUBE_CA")?),
             home_root: PathBuf::from(
@@ -177,6 +181,11 @@ impl Config {
         if cfg.direct_addr.is_none() && cfg.ingress_addr.is_none() {
             return Err(ConfigError(
                 "neither JOBS_GATEWAY_DIRECT_ADDR nor JOBS_GATEWAY_INGRESS_ADDR is set".into(),
+            ));
+        }
+        if cfg.ingress_org == cfg.organisation {
+            return Err(ConfigError(
+                "JOBS_GATEWAY_INGRESS_ORG must differ from the tools' organisation".into(),
             ));
         }
         if cfg.client_cache_size == 0 {

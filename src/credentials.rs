@@ -516,7 +516,7 @@ fn load_material(root: &Path, tool: &ToolName, org: &str) -> Result<Material, Cr
         }
     };
     check_certificate(tool, org, &cert_pem)?;
-    check_key(tool, &key_pem)?;
+    check_key(tool, &cert_pem, &key_pem)?;
     Ok(Material {
         stamp,
         cert_pem,
@@ -556,10 +556,26 @@ fn check_certificate(tool: &ToolName, org: &str, pem: &[u8]) -> Result<(), Crede
     Ok(())
 }
 
-fn check_key(tool: &ToolName, pem: &[u8]) -> Result<(), CredentialError> {
-    let mut reader = pem;
-    match rustls_pemfile::private_key(&mut reader) {
-        Ok(Some(_)) => Ok(()),
-        _ => Err(invalid(tool, "the key file holds no usable private key")),
-    }
+/// The key must parse and belong to the certificate.
+fn check_key(tool: &ToolName, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CredentialError> {
+    let mut reader = key_pem;
+    let key = match rustls_pemfile::private_key(&mut reader) {
+        Ok(Some(k)) => k,
+        _ => return Err(invalid(tool, "the key file holds no usable private key")),
+    };
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|_| invalid(tool, "the key file holds no usable private key"))?;
+    let chain: Vec<rustls_pki_types::CertificateDer<'static>> = pem_certificates(cert_pem)
+        .map_err(|_| invalid(tool, "the certificate file is not valid PEM"))?
+        .into_iter()
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect();
+    rustls::sign::CertifiedKey::new(chain, signing)
+        .keys_match()
+        .map_err(|_| {
+            invalid(
+                tool,
+                "the key in the home does not belong to its certificate",
+            )
+        })
 }

@@ -30,6 +30,7 @@ pub struct AuthPolicy {
     pub listener: Listener,
     pub organisation: String,
     pub ingress_cn: String,
+    pub ingress_org: String,
     pub rate_limits: Arc<crate::limits::RateLimits>,
 }
 
@@ -74,11 +75,13 @@ fn authenticate(policy: &AuthPolicy, req: &Request) -> Result<ToolName, ApiError
                 .filter(|a| a.kind == "CN")
                 .map(|a| a.value.as_str())
                 .collect();
-            let is_tool_org = subject
+            let orgs: Vec<&str> = subject
                 .iter()
                 .flatten()
-                .any(|a| a.kind == "O" && a.value == policy.organisation);
-            if cns != [policy.ingress_cn.as_str()] || is_tool_org {
+                .filter(|a| a.kind == "O")
+                .map(|a| a.value.as_str())
+                .collect();
+            if cns != [policy.ingress_cn.as_str()] || orgs != [policy.ingress_org.as_str()] {
                 return Err(ApiError::forbidden(
                     "this listener only serves the jobs ingress; the connection did not authenticate as it",
                 ));

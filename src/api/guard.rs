@@ -135,3 +135,24 @@ pub async fn load_guard(State(limits): State<LoadLimits>, req: Request, next: Ne
         .into_response(),
     }
 }
+
+/// A request body read up to the configured size limit; larger bodies get 413 even when they
+/// come chunked, without a Content-Length.
+pub struct LimitedBody(pub axum::body::Bytes);
+
+impl axum::extract::FromRequest<super::AppState> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &super::AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.load.max_body;
+        axum::body::to_bytes(req.into_body(), limit as usize)
+            .await
+            .map(LimitedBody)
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is larger than {limit} bytes or could not be read"),
+                )
+            })
+    }
+}

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{from_kube, ApiError};
-use super::guard::RequestContext;
+use super::guard::{LimitedBody, RequestContext};
 use super::AppState;
 use crate::jobs::labels::Component;
 use crate::jobs::logs;
@@ -671,7 +671,7 @@ pub async fn legacy_run(
     Extension(caller): Extension<Caller>,
     Extension(ctx): Extension<Arc<RequestContext>>,
     headers: HeaderMap,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Result<Json<Value>, ApiError> {
     let (_, created) = create_job(&state, &caller, &ctx, &headers, &body, Dialect::Legacy).await?;
     Ok(Json(created))
@@ -683,7 +683,7 @@ pub async fn legacy_create(
     Extension(caller): Extension<Caller>,
     Extension(ctx): Extension<Arc<RequestContext>>,
     headers: HeaderMap,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (req, _) = create_job(&state, &caller, &ctx, &headers, &body, Dialect::Legacy).await?;
     let shown = show_view(&state, &caller, &req.name).await?;

@@ -194,6 +194,7 @@ pub fn router(state: AppState, listener: Listener) -> Router {
         listener,
         organisation: state.config.organisation.clone(),
         ingress_cn: state.config.ingress_cn.clone(),
+        ingress_org: state.config.ingress_org.clone(),
         rate_limits: state.rate_limits.clone(),
     });
     let load = state.load.clone();

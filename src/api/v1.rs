@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -13,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::guard::RequestContext;
+use super::guard::{LimitedBody, RequestContext};
 use super::handlers::{self, LogParams};
 use super::AppState;
 use crate::jobs::quota;
@@ -83,7 +82,7 @@ pub async fn create(
     Extension(ctx): Extension<Arc<RequestContext>>,
     Path(tool): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     same_tool(&caller, &tool)?;
     let (req, _) =
@@ -104,7 +103,7 @@ pub async fn upsert(
     Extension(ctx): Extension<Arc<RequestContext>>,
     Path(tool): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Result<Json<Value>, ApiError> {
     same_tool(&caller, &tool)?;
     let (message, changed) = handlers::upsert_job(&state, &caller, &ctx, &headers, &body).await?;
