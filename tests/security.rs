@@ -903,13 +903,10 @@ async fn every_attempt_to_impersonate_or_abuse_is_refused() {
         ("sec-h-badpem", "not valid PEM"),
         ("sec-h-nocert", "holds no certificate"),
         ("sec-h-notder", "could not be parsed"),
-        // BUG (fails at the time of writing: 500 "could not build a Kubernetes client …
-        // KeyMismatch"): a key that does not belong to the certificate is only found when the
-        // kube client is built, and CredentialError::Client maps to 500. It is the tool's
-        // credentials that are unusable: 403, like every other bad home.
+        // A key that does not belong to the certificate: the tool's credentials are unusable,
+        // 403 like every other bad home (once found only when building the client: 500).
         ("sec-h-keymismatch", "not usable"),
-        // BUG (fails at the time of writing: 500 "… failed to parse private key"): check_key
-        // only looks for a PEM block labelled as a key, not for a key that parses.
+        // A PEM block labelled as a key that does not parse as one.
         ("sec-h-garbagekey", "no usable private key"),
         ("sec-h-expired", "has expired"),
         ("sec-h-future", "not valid yet"),
@@ -1002,9 +999,7 @@ async fn every_attempt_to_impersonate_or_abuse_is_refused() {
     );
     {
         // Same body, chunked (no Content-Length): the size limit must still hold.
-        // BUG (fails at the time of writing: 200, the job secatk-chunked is created): the
-        // limit in load_guard only looks at Content-Length, so a chunked body of any size up
-        // to axum's default 2 MB limit is read and run.
+        // (Once accepted: the limit only looked at Content-Length.)
         let addr = gw.direct;
         let (ca, c, k) = (ca.clone(), ac.clone(), ak.clone());
         let mut chunked = big.clone();
