@@ -723,3 +723,95 @@ async fn one_server_serves_every_generation() {
         call(client.delete(s.gw.direct_url(&format!("/jobs/v1/tool/{tool}/jobs/")))).await;
     assert_eq!(status, 200);
 }
+
+/// The local jobs ingress (ingress/nginx), in front of a gateway's ingress listener.
+struct Nginx {
+    run_dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(setup: &Setup) -> Self {
+        let run_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let out = std::process::Command::new("bash")
+                .arg(repo().join("ingress/nginx/start.sh"))
+                .arg(run_dir.path())
+                .env("CERTS_DIR", setup.pki.path(""))
+                .env("CLIENT_CA", &setup.pki.cluster.ca)
+                .env("INGRESS_PORT", port.to_string())
+                .env("GATEWAY_UPSTREAM", setup.gw.ingress_url(""))
+                .output()
+                .unwrap_or_else(|e| panic!("starting nginx: {e}"));
+            if out.status.success() {
+                return Self { run_dir, port };
+            }
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        panic!("the jobs ingress did not start: {last}")
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(repo().join("ingress/nginx/stop.sh"))
+            .arg(self.run_dir.path())
+            .output();
+    }
+}
+
+/// Both CLIs through the nginx jobs ingress (as in production, behind the API gateway).
+#[tokio::test(flavor = "multi_thread")]
+async fn both_clis_through_the_nginx_ingress() {
+    let s = Setup::new("cli-nginx");
+    let nginx = Nginx::start(&s);
+    for (venv, job) in [("r14", "via14"), ("r16", "via16")] {
+        let cli = RealCli::new(venv, &s.pki, &s.tool, &nginx.url());
+        cli.ok(&[
+            "run",
+            job,
+            "--command",
+            "./x.sh",
+            "--image",
+            "bookworm",
+            "--continuous",
+        ]);
+        let show = cli.ok(&["show", job]);
+        assert!(show.stdout.contains("continuous"), "{show}");
+        assert!(show.stdout.contains("./x.sh"), "{show}");
+        write_log(&s, &format!("{job}.out"), &["via the ingress"]);
+        let logs = cli.ok(&["logs", job]);
+        assert!(logs.stdout.contains("via the ingress"), "{logs}");
+        assert!(cli.ok(&["images"]).stdout.contains("bookworm"));
+        cli.ok(&["restart", job]);
+        cli.ok(&["delete", job]);
+        let missing = cli.run(&["show", job]);
+        assert_eq!(missing.code, 1, "{missing}");
+    }
+    // the requests really went through nginx
+    let access = std::fs::read_to_string(nginx.run_dir.path().join("access.log"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for want in [
+        "/jobs/api/v1/jobs/via14",
+        "/jobs/v1/tool/cli-nginx/jobs/via16",
+        "/logs/v1/tool/cli-nginx/job/via16/logs",
+    ] {
+        assert!(
+            access.contains(want),
+            "{want} not in the access log:\n{access}"
+        );
+    }
+    let both = s.cli("r16");
+    assert!(both.ok(&["list", "-o", "name"]).lines().is_empty());
+}

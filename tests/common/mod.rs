@@ -441,7 +441,10 @@ impl RealCli {
             .command(args)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.exe.display()));
-        Self::finish(child)
+        let out = Self::finish(child);
+        // shown with --nocapture or when the test fails
+        println!("$ toolforge-jobs {}\n{out}", args.join(" "));
+        out
     }
 
     /// Waits for a spawned CLI (see `command`).
