@@ -37,5 +37,6 @@ bash "$here/cluster/start.sh" "$run_dir"
 . "$run_dir/env"
 
 cd "$top"
+bash "$here/cli/setup-venvs.sh"
 say "running the tests"
 cargo test --all-targets "$@" 2>&1

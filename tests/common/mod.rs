@@ -59,11 +59,21 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A port that is free now and was never handed out before in this process (the kernel
+/// may offer a just-closed port again, which made two listeners collide).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Certificates for one test: gateway server cert, ingress client cert, tool homes.
@@ -445,4 +455,243 @@ pub async fn raw_https(
     };
     let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
     Ok((status, json))
+}
+
+// ---------------------------------------------------------------- the real toolforge-jobs CLIs
+
+/// Where tests/cli/setup-venvs.sh keeps the CLI virtualenvs (`r14`, `r16`).
+pub fn cli_venvs() -> PathBuf {
+    std::env::var_os("TJF_CLI_VENVS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/jobs-gateway-cli"))
+}
+
+/// Runs tests/cli/setup-venvs.sh once per test process; it does nothing when the venvs are
+/// already installed at the right versions (tests/run.sh runs it before `cargo test`).
+pub fn ensure_cli_venvs() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("tests/cli/setup-venvs.sh"))
+            .output()
+            .unwrap_or_else(|e| panic!("could not run setup-venvs.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "tests/cli/setup-venvs.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// Drops ANSI colour sequences (the CLIs colour their level names).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What one CLI run gave: exit code and (colour-free) output.
+#[derive(Debug, Clone)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// stdout and stderr together (release 14 logs to stdout, 16.x to stderr).
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Non-empty stdout lines, trimmed.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for CliOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A real `toolforge-jobs` from PyPI, run as a tool: HOME is the tool's home (with the
+/// `.kube/config` mint.sh wrote and a `.toolforge.yaml` pointing at the gateway).
+pub struct RealCli {
+    pub exe: PathBuf,
+    pub home: PathBuf,
+    pub ca: PathBuf,
+    pub tool: String,
+}
+
+impl RealCli {
+    /// `venv` is `r14` or `r16`; `gateway_root` is `https://127.0.0.1:PORT` (each generation
+    /// appends its default jobs endpoint).
+    pub fn new(venv: &str, pki: &Pki, tool: &str, gateway_root: &str) -> Self {
+        ensure_cli_venvs();
+        let exe = cli_venvs().join(venv).join("bin/toolforge-jobs");
+        assert!(exe.exists(), "{} is missing", exe.display());
+        let home = pki.home_root.join(tool);
+        std::fs::write(
+            home.join(".toolforge.yaml"),
+            format!("api_gateway:\n  url: {gateway_root}\n"),
+        )
+        .unwrap_or_else(|e| panic!("writing .toolforge.yaml: {e}"));
+        Self {
+            exe,
+            home,
+            ca: pki.cluster.ca.clone(),
+            tool: tool.to_string(),
+        }
+    }
+
+    /// The command with the environment a tool account has (and nothing of ours).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args)
+            .current_dir(&self.home)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("USER", format!("tools.{}", self.tool))
+            .env("LOGNAME", format!("tools.{}", self.tool))
+            .env("LANG", "C.UTF-8")
+            .env("PYTHONIOENCODING", "utf-8")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("NO_PROXY", "*")
+            .env("REQUESTS_CA_BUNDLE", &self.ca)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> CliOutput {
+        let child = self
+            .command(args)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.exe.display()));
+        let out = Self::finish(child);
+        // shown with --nocapture or when the test fails
+        println!("$ toolforge-jobs {}\n{out}", args.join(" "));
+        out
+    }
+
+    /// Waits for a spawned CLI (see `command`).
+    pub fn finish(child: Child) -> CliOutput {
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for the CLI: {e}"));
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: strip_ansi(&String::from_utf8_lossy(&out.stdout)),
+            stderr: strip_ansi(&String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+
+    /// Runs and insists on exit 0.
+    pub fn ok(&self, args: &[&str]) -> CliOutput {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "toolforge-jobs {args:?} failed:\n{out}");
+        out
+    }
+}
+
+/// Plays kubelet for a one-off job: waits for the pod the Job controller made (label
+/// `app.kubernetes.io/name=<job>`), then sets its status to finished with `exit_code`.
+pub async fn finish_job_pod(admin: &kube::Client, ns: &str, job: &str, exit_code: i32) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    let pods = Api::<Pod>::namespaced(admin.clone(), ns);
+    let lp = ListParams::default().labels(&format!("app.kubernetes.io/name={job}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pod = loop {
+        let list = pods
+            .list(&lp)
+            .await
+            .unwrap_or_else(|e| panic!("listing pods of {job}: {e}"));
+        if let Some(p) = list.items.into_iter().next() {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no pod for job {job} appeared");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .cloned()
+        .unwrap_or_default();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (phase, reason) = if exit_code == 0 {
+        ("Succeeded", "Completed")
+    } else {
+        ("Failed", "Error")
+    };
+    let patch = serde_json::json!({"status": {
+        "phase": phase,
+        "startTime": now,
+        "containerStatuses": [{
+            "name": container.name,
+            "image": container.image.unwrap_or_default(),
+            "imageID": "",
+            "ready": false,
+            "restartCount": 0,
+            "started": false,
+            "state": {"terminated": {
+                "exitCode": exit_code,
+                "reason": reason,
+                "startedAt": now,
+                "finishedAt": now,
+            }},
+        }],
+    }});
+    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("patching the status of pod {name}: {e}"));
+}
+
+/// `Gateway::start`, retried: `free_port` can hand out the same port twice (the probe
+/// listener is closed before the gateway binds), which makes a start fail with EADDRINUSE.
+pub fn start_gateway_retrying(pki: &Pki, extra_env: &[(&str, &str)]) -> Gateway {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Gateway::start(pki, extra_env)
+        })) {
+            Ok(gw) => return gw,
+            Err(e) => {
+                last = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+            }
+        }
+    }
+    panic!("the gateway did not start in 3 attempts: {last}")
 }

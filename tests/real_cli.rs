@@ -1,0 +1,817 @@
+//! The real `toolforge-jobs` clients from PyPI (release 14 and 16.2.3, installed by
+//! tests/cli/setup-venvs.sh) run whole scenarios against the gateway's direct mTLS listener and
+//! the genuine local apiserver. Release 13 is not on PyPI: its recorded requests are replayed.
+//! The last test checks that one server answers every generation in its own shape.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ReplicationController, ResourceQuota};
+use kube::api::{Api, PostParams};
+use serde_json::{json, Value};
+
+/// A provisioned tool with a gateway in front of it.
+struct Setup {
+    pki: Pki,
+    gw: Gateway,
+    admin: kube::Client,
+    tool: String,
+}
+
+impl Setup {
+    fn new(tool: &str) -> Self {
+        let cluster = cluster();
+        let pki = Pki::new(&cluster);
+        provision(&pki, tool);
+        let gw = start_gateway_retrying(&pki, &[]);
+        Self {
+            admin: admin(&cluster),
+            pki,
+            gw,
+            tool: tool.to_string(),
+        }
+    }
+
+    fn ns(&self) -> String {
+        format!("tool-{}", self.tool)
+    }
+
+    fn cli(&self, venv: &str) -> RealCli {
+        let root = self.gw.direct_url("");
+        RealCli::new(venv, &self.pki, &self.tool, &root)
+    }
+
+    fn home(&self) -> std::path::PathBuf {
+        self.pki.home_root.join(&self.tool)
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let (cert, key) = self.pki.tool_cert(&self.tool);
+        https(&self.pki.cluster.ca, Some((&cert, &key)))
+    }
+
+    /// A ResourceQuota like Toolforge's, with its usage computed, so `quota` has numbers.
+    async fn resource_quota(&self) {
+        let quotas = Api::<ResourceQuota>::namespaced(self.admin.clone(), &self.ns());
+        let quota: ResourceQuota = serde_json::from_value(json!({
+            "metadata": {"name": "tool-quota"},
+            "spec": {"hard": {
+                "pods": "40",
+                "count/jobs.batch": "30",
+                "count/cronjobs.batch": "50",
+                "count/replicationcontrollers": "10",
+                "limits.cpu": "20",
+                "limits.memory": "40Gi",
+            }},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        match quotas.create(&PostParams::default(), &quota).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("creating the ResourceQuota: {e}"),
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let q = quotas
+                .get("tool-quota")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if q.status.and_then(|s| s.used).is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "quota usage never appeared");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// uid of every job object of the tool, by name (to see whether `load` replaced any).
+    async fn uids(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let cjs = Api::<CronJob>::namespaced(self.admin.clone(), &self.ns())
+            .list(&Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rcs = Api::<ReplicationController>::namespaced(self.admin.clone(), &self.ns())
+            .list(&Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let jobs =
+            Api::<k8s_openapi::api::batch::v1::Job>::namespaced(self.admin.clone(), &self.ns())
+                .list(&Default::default())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        for m in cjs
+            .items
+            .iter()
+            .map(|o| &o.metadata)
+            .chain(rcs.items.iter().map(|o| &o.metadata))
+            .chain(jobs.items.iter().map(|o| &o.metadata))
+        {
+            out.push((
+                m.name.clone().unwrap_or_default(),
+                m.uid.clone().unwrap_or_default(),
+            ));
+        }
+        out.sort();
+        out
+    }
+}
+
+fn names(out: &CliOutput) -> BTreeSet<String> {
+    out.lines().into_iter().collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn write_log(setup: &Setup, file: &str, lines: &[&str]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(setup.home().join(file), text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Release 14 (toolforge-jobs-framework-cli 14 + weld 1.4.0): `/jobs/api/v1/...`.
+#[tokio::test(flavor = "multi_thread")]
+async fn release14_cli_full_scenario() {
+    let s = Setup::new("cli14-alice");
+    s.resource_quota().await;
+    let cli = s.cli("r14");
+    let home = s.home().display().to_string();
+
+    cli.ok(&["flush"]);
+    let images = cli.ok(&["images"]);
+    assert!(images.stdout.contains("Short name"), "{images}");
+    assert!(images.stdout.contains("bookworm"), "{images}");
+
+    cli.ok(&[
+        "run",
+        "once",
+        "--command",
+        "echo once",
+        "--image",
+        "bookworm",
+    ]);
+    cli.ok(&[
+        "run",
+        "nightly",
+        "--command",
+        "date",
+        "--image",
+        "bookworm",
+        "--schedule",
+        "@daily",
+    ]);
+    cli.ok(&[
+        "run",
+        "daemon",
+        "--command",
+        "sleep infinity",
+        "--image",
+        "bookworm",
+        "--continuous",
+        "--mem",
+        "1Gi",
+    ]);
+    let again = cli.run(&["run", "once", "--command", "x", "--image", "bookworm"]);
+    assert_eq!(again.code, 1, "a taken name: {again}");
+    assert!(again.stdout.contains("ERROR"), "{again}");
+
+    let list = cli.ok(&["list"]);
+    for want in [
+        "Job name:",
+        "Job type:",
+        "Status:",
+        "once",
+        "nightly",
+        "daemon",
+    ] {
+        assert!(list.stdout.contains(want), "list lacks {want}: {list}");
+    }
+    assert!(list.stdout.contains("schedule: @daily"), "{list}");
+    assert!(list.stdout.contains("continuous"), "{list}");
+    let long = cli.ok(&["list", "-o", "long"]);
+    for want in [
+        "Command:",
+        "Image:",
+        "File log:",
+        "sleep infinity",
+        "mem: 1Gi",
+    ] {
+        assert!(
+            long.stdout.contains(want),
+            "list -o long lacks {want}: {long}"
+        );
+    }
+    let bare = cli.ok(&["list", "-o", "name"]);
+    assert_eq!(names(&bare), set(&["daemon", "nightly", "once"]), "{bare}");
+
+    let show = cli.ok(&["show", "nightly"]);
+    for want in ["schedule: @daily", "bookworm", "date", "Hints:"] {
+        assert!(show.stdout.contains(want), "show lacks {want}: {show}");
+    }
+    let missing = cli.run(&["show", "nosuch"]);
+    assert_eq!(missing.code, 1, "{missing}");
+    assert!(
+        missing.stdout.contains("Job 'nosuch' does not exist"),
+        "{missing}"
+    );
+
+    cli.ok(&["restart", "nightly"]);
+    cli.ok(&["restart", "daemon"]);
+    let oneoff = cli.run(&["restart", "once"]);
+    assert_eq!(oneoff.code, 1, "restarting a one-off job: {oneoff}");
+    assert!(
+        oneoff
+            .stdout
+            .contains("ERROR: Error: Unable to restart a one-off job"),
+        "{oneoff}"
+    );
+
+    // file logs: by default in <job>.out / <job>.err, relative to the tool's home
+    let shown = cli.ok(&["show", "once"]);
+    assert!(shown.stdout.contains("| Output log: | once.out"), "{shown}");
+    assert!(shown.stdout.contains("| Error log:  | once.err"), "{shown}");
+    write_log(&s, "once.out", &["first line", "second line", "third line"]);
+    let logs = cli.ok(&["logs", "once"]);
+    for want in ["first line", "second line", "third line"] {
+        assert!(logs.stdout.contains(want), "logs lack {want}: {logs}");
+    }
+    let last = cli.ok(&["logs", "once", "-l", "2"]);
+    assert_eq!(last.lines().len(), 2, "{last}");
+    assert!(!last.stdout.contains("first line"), "{last}");
+    assert!(last.stdout.contains("third line"), "{last}");
+
+    let quota = cli.ok(&["quota"]);
+    for want in [
+        "Running jobs",
+        "Per-job limits",
+        "Job definitions",
+        "Memory",
+    ] {
+        assert!(quota.stdout.contains(want), "quota lacks {want}: {quota}");
+    }
+
+    cli.ok(&["delete", "once"]);
+    assert_eq!(
+        names(&cli.ok(&["list", "-o", "name"])),
+        set(&["daemon", "nightly"])
+    );
+    let gone = cli.run(&["delete", "once"]);
+    assert_eq!(gone.code, 0, "release 14 only warns: {gone}");
+    assert!(gone.stdout.contains("does not exist"), "{gone}");
+
+    cli.ok(&["flush"]);
+    let empty = cli.ok(&["list"]);
+    assert!(empty.stdout.trim().is_empty(), "list after flush: {empty}");
+    assert!(cli.ok(&["list", "-o", "name"]).lines().is_empty());
+
+    // load: release 14 deletes what the file does not name, adds the rest
+    cli.ok(&["run", "stray", "--command", "true", "--image", "bookworm"]);
+    let file = s.home().join("jobs.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "- name: loaded-once\n  command: ./once.sh\n  image: bookworm\n  no-filelog: true\n\
+             - name: loaded-nightly\n  command: ./nightly.sh\n  image: bookworm\n  schedule: \"17 3 * * *\"\n  \
+               filelog-stdout: {home}/nightly.log\n  filelog-stderr: {home}/nightly.log\n\
+             - name: loaded-daemon\n  command: ./daemon.sh\n  image: bookworm\n  continuous: true\n  \
+               emails: onfailure\n  filelog-stdout: {home}/daemon.out\n  filelog-stderr: {home}/daemon.err\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file_arg = file.display().to_string();
+    cli.ok(&["load", &file_arg]);
+    let loaded = cli.ok(&["list", "-o", "name"]);
+    assert_eq!(
+        names(&loaded),
+        set(&["loaded-daemon", "loaded-nightly", "loaded-once"]),
+        "{loaded}"
+    );
+    let before = s.uids().await;
+    let second = cli.ok(&["load", &file_arg]);
+    assert_eq!(
+        s.uids().await,
+        before,
+        "the second load replaced jobs: {second}"
+    );
+    let show = cli.ok(&["show", "loaded-daemon"]);
+    assert!(show.stdout.contains("onfailure"), "{show}");
+    cli.ok(&["flush"]);
+}
+
+/// Release 16.2.3 (toolforge-jobs-cli, weld 1.6.x): `/jobs/v1/tool/<tool>/...` and
+/// `/logs/v1/tool/<tool>/...`.
+#[tokio::test(flavor = "multi_thread")]
+async fn release16_cli_full_scenario() {
+    let s = Setup::new("cli16-alice");
+    s.resource_quota().await;
+    let cli = s.cli("r16");
+
+    cli.ok(&["flush"]);
+    let images = cli.ok(&["images"]);
+    assert!(images.stdout.contains("bookworm"), "{images}");
+
+    cli.ok(&[
+        "run",
+        "once",
+        "--command",
+        "echo once",
+        "--image",
+        "bookworm",
+    ]);
+    cli.ok(&[
+        "run",
+        "nightly",
+        "--command",
+        "date",
+        "--image",
+        "bookworm",
+        "--schedule",
+        "@daily",
+    ]);
+    cli.ok(&[
+        "run",
+        "daemon",
+        "--command",
+        "sleep infinity",
+        "--image",
+        "bookworm",
+        "--continuous",
+        "--mem",
+        "1Gi",
+    ]);
+    let again = cli.run(&["run", "once", "--command", "x", "--image", "bookworm"]);
+    assert_eq!(again.code, 1, "a taken name: {again}");
+    assert!(again.stderr.contains("ERROR"), "{again}");
+
+    let list = cli.ok(&["list"]);
+    for want in [
+        "Job name:",
+        "Job type:",
+        "Status:",
+        "once",
+        "nightly",
+        "daemon",
+    ] {
+        assert!(list.stdout.contains(want), "list lacks {want}: {list}");
+    }
+    assert!(list.stdout.contains("@daily"), "{list}");
+    let long = cli.ok(&["list", "-o", "long"]);
+    for want in [
+        "Command:",
+        "Image:",
+        "Replicas:",
+        "sleep infinity",
+        "mem: 1.0Gi",
+    ] {
+        assert!(
+            long.stdout.contains(want),
+            "list -o long lacks {want}: {long}"
+        );
+    }
+    let bare = cli.ok(&["list", "-o", "name"]);
+    assert_eq!(names(&bare), set(&["daemon", "nightly", "once"]), "{bare}");
+
+    let show = cli.ok(&["show", "nightly"]);
+    for want in ["scheduled", "@daily", "bookworm", "date", "Hints:"] {
+        assert!(show.stdout.contains(want), "show lacks {want}: {show}");
+    }
+    let missing = cli.run(&["show", "nosuch"]);
+    assert_eq!(missing.code, 1, "{missing}");
+    assert!(
+        missing.stderr.contains("Job 'nosuch' does not exist"),
+        "{missing}"
+    );
+
+    cli.ok(&["restart", "nightly"]);
+    cli.ok(&["restart", "daemon"]);
+    let oneoff = cli.run(&["restart", "once"]);
+    assert_eq!(oneoff.code, 1, "restarting a one-off job: {oneoff}");
+    assert!(
+        oneoff
+            .stderr
+            .contains("ERROR: Unable to restart a one-off job"),
+        "{oneoff}"
+    );
+
+    // 16.x has file logs on by default too; the logs service reads them
+    write_log(&s, "once.out", &["first line", "second line", "third line"]);
+    let logs = cli.ok(&["logs", "once"]);
+    for want in ["first line", "second line", "third line"] {
+        assert!(logs.stdout.contains(want), "logs lack {want}: {logs}");
+    }
+    let order: Vec<usize> = ["first line", "second line", "third line"]
+        .iter()
+        .filter_map(|w| logs.stdout.find(w))
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "chronological: {logs}"
+    );
+    let last = cli.ok(&["logs", "once", "-l", "2"]);
+    assert_eq!(last.lines().len(), 2, "{last}");
+    assert!(!last.stdout.contains("first line"), "{last}");
+    assert!(last.stdout.contains("third line"), "{last}");
+
+    let quota = cli.ok(&["quota"]);
+    for want in [
+        "Running jobs",
+        "Per-job limits",
+        "Job definitions",
+        "Memory",
+    ] {
+        assert!(quota.stdout.contains(want), "quota lacks {want}: {quota}");
+    }
+
+    cli.ok(&["delete", "once"]);
+    assert_eq!(
+        names(&cli.ok(&["list", "-o", "name"])),
+        set(&["daemon", "nightly"])
+    );
+    let gone = cli.run(&["delete", "once"]);
+    assert_eq!(gone.code, 1, "16.x fails on a missing job: {gone}");
+    assert!(gone.stderr.contains("does not exist"), "{gone}");
+
+    cli.ok(&["flush"]);
+    assert!(cli.ok(&["list", "-o", "name"]).lines().is_empty());
+
+    // load: create-or-update with PATCH; a second load changes nothing
+    let file = s.home().join("jobs.yaml");
+    std::fs::write(
+        &file,
+        "- name: loaded-nightly\n  command: ./nightly.sh\n  image: bookworm\n  schedule: \"17 3 * * *\"\n\
+         - name: loaded-daemon\n  command: ./daemon.sh\n  image: bookworm\n  continuous: true\n  emails: onfailure\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file_arg = file.display().to_string();
+    let first = cli.ok(&["load", &file_arg]);
+    assert!(
+        first.all().contains("2 job(s) loaded successfully"),
+        "{first}"
+    );
+    let loaded = cli.ok(&["list", "-o", "name"]);
+    assert_eq!(
+        names(&loaded),
+        set(&["loaded-daemon", "loaded-nightly"]),
+        "{loaded}"
+    );
+    let before = s.uids().await;
+    let second = cli.ok(&["load", &file_arg]);
+    assert!(second.all().contains("up to date"), "{second}");
+    assert_eq!(
+        s.uids().await,
+        before,
+        "the second load replaced jobs: {second}"
+    );
+    let show = cli.ok(&["show", "loaded-daemon"]);
+    assert!(show.stdout.contains("onfailure"), "{show}");
+    cli.ok(&["flush"]);
+}
+
+/// `run --wait` with the test playing kubelet: one pod succeeds, one fails.
+async fn wait_scenario(venv: &str, tool: &str) {
+    let s = Setup::new(tool);
+    let cli = s.cli(venv);
+    cli.ok(&["flush"]);
+    let good = cli
+        .command(&[
+            "run",
+            "good",
+            "--command",
+            "true",
+            "--image",
+            "bookworm",
+            "--wait",
+        ])
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bad = cli
+        .command(&[
+            "run",
+            "bad",
+            "--command",
+            "false",
+            "--image",
+            "bookworm",
+            "--wait",
+        ])
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ns = s.ns();
+    finish_job_pod(&s.admin, &ns, "good", 0).await;
+    finish_job_pod(&s.admin, &ns, "bad", 1).await;
+    let good = tokio::task::spawn_blocking(move || RealCli::finish(good))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bad = tokio::task::spawn_blocking(move || RealCli::finish(bad))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(good.code, 0, "run --wait of a succeeding job: {good}");
+    assert!(good.all().contains("job 'good' completed"), "{good}");
+    assert_eq!(bad.code, 1, "run --wait of a failing job: {bad}");
+    assert!(bad.all().contains("ERROR"), "{bad}");
+    assert!(bad.stdout.contains("Failed"), "the show table: {bad}");
+    cli.ok(&["flush"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn release14_cli_run_wait() {
+    wait_scenario("r14", "cli14-wait").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn release16_cli_run_wait() {
+    wait_scenario("r16", "cli16-wait").await;
+}
+
+/// Sends a release-13 form body (what 668eff3 sent: every value a string).
+async fn form_post(client: &reqwest::Client, url: &str, form: &str) -> (u16, Value) {
+    call(
+        client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_string()),
+    )
+    .await
+}
+
+/// Release 13 is not on PyPI: replay its recorded requests and check the replies have the
+/// shapes that client parses.
+#[tokio::test(flavor = "multi_thread")]
+async fn release13_recorded_requests() {
+    let s = Setup::new("cli13-alice");
+    s.resource_quota().await;
+    let client = s.client();
+    let b = |p: &str| s.gw.direct_url(&format!("/jobs/api/v1/{p}"));
+
+    let (status, body) = call(client.delete(b("flush/"))).await;
+    assert_eq!((status, &body), (200, &json!("")));
+
+    let (status, body) = form_post(
+        &client,
+        &b("run/"),
+        "name=daemon&imagename=bookworm&cmd=sleep+infinity&emails=none&retry=0&continuous=true&filelog=true",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = form_post(
+        &client,
+        &b("run/"),
+        "name=nightly&imagename=bookworm&cmd=date&emails=onfailure&retry=2&schedule=%40daily&filelog=true",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // --no-filelog: release 13 leaves filelog out
+    let (status, body) = form_post(
+        &client,
+        &b("run/"),
+        "name=once&imagename=bookworm&cmd=echo+hi&emails=none&retry=0",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = form_post(
+        &client,
+        &b("run/"),
+        "name=once&imagename=bookworm&cmd=echo+hi&emails=none&retry=0",
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+
+    let (status, list) = call(client.get(b("list/"))).await;
+    assert_eq!(status, 200);
+    let jobs = list
+        .as_array()
+        .unwrap_or_else(|| panic!("list/ must be a bare array: {list}"));
+    let by_name = |n: &str| {
+        jobs.iter()
+            .find(|j| j["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n} not listed: {list}"))
+    };
+    let daemon = by_name("daemon");
+    assert_eq!(daemon["filelog"], "True");
+    assert_eq!(daemon["continuous"], true);
+    assert_eq!(daemon["image"], "bookworm");
+    assert_eq!(daemon["image_state"], "stable");
+    assert_eq!(daemon["filelog_stdout"], "daemon.out");
+    assert_eq!(daemon["filelog_stderr"], "daemon.err");
+    assert!(daemon["status_short"].is_string(), "{daemon}");
+    assert!(daemon["status_long"].is_string(), "{daemon}");
+    assert_eq!(by_name("once")["filelog"], "False");
+    let nightly = by_name("nightly");
+    assert_eq!(nightly["schedule"], "@daily");
+    assert_eq!(nightly["retry"], 2);
+    assert_eq!(nightly["emails"], "onfailure");
+    assert!(nightly.get("job_type").is_none(), "{nightly}");
+
+    let (status, shown) = call(client.get(b("show/nightly"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(shown, nightly, "show/ and list/ agree");
+    let (status, err) = call(client.get(b("show/nosuch"))).await;
+    assert_eq!(status, 404);
+    assert_eq!(err["message"], "Job 'nosuch' does not exist", "{err}");
+
+    let (status, body) = call(client.post(b("restart/daemon"))).await;
+    assert_eq!((status, &body), (200, &json!("")));
+    let (status, body) = call(client.post(b("restart/once"))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+
+    let (status, images) = call(client.get(b("images/"))).await;
+    assert_eq!(status, 200);
+    let images = images
+        .as_array()
+        .unwrap_or_else(|| panic!("images/ must be a bare array: {images}"));
+    assert!(
+        images
+            .iter()
+            .any(|i| i["shortname"] == "bookworm" && i["image"].is_string()),
+        "{images:?}"
+    );
+
+    let (status, quota) = call(client.get(b("quota/"))).await;
+    assert_eq!(status, 200);
+    let categories = quota["categories"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{quota}"));
+    assert!(!categories.is_empty());
+    for c in categories {
+        assert!(c["name"].is_string() && c["items"].is_array(), "{c}");
+    }
+
+    write_log(&s, "daemon.out", &["alpha", "beta"]);
+    let resp = client
+        .get(b("logs/daemon"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.unwrap_or_default();
+    let entries: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(entries.len(), 2, "{text}");
+    assert_eq!(entries[1]["message"], "beta");
+    assert!(entries[0]["datetime"].is_string() && entries[0]["pod"].is_string());
+
+    let (status, body) = call(client.delete(b("delete/once"))).await;
+    assert_eq!((status, &body), (200, &json!("")));
+    let (status, body) = call(client.delete(b("flush/"))).await;
+    assert_eq!((status, &body), (200, &json!("")));
+    let (status, list) = call(client.get(b("list/"))).await;
+    assert_eq!((status, &list), (200, &json!([])));
+}
+
+/// One server, one job, both shapes at once; errors in each generation's shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_server_serves_every_generation() {
+    let s = Setup::new("gen-alice");
+    let client = s.client();
+    let tool = &s.tool;
+    let (status, _) = call(client.delete(s.gw.direct_url("/jobs/api/v1/jobs/"))).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(client.post(s.gw.direct_url("/jobs/api/v1/jobs/")).json(
+        &json!({"name": "shared", "imagename": "bookworm", "cmd": "./run.sh",
+                          "emails": "none", "retry": 0, "schedule": "@hourly", "filelog": true}),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, old) = call(client.get(s.gw.direct_url("/jobs/api/v1/jobs/shared"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(old["name"], "shared");
+    assert_eq!(old["filelog"], "True");
+    assert_eq!(old["schedule"], "@hourly");
+    assert!(old["status_short"].is_string(), "{old}");
+    assert!(
+        old.get("job").is_none() && old.get("job_type").is_none(),
+        "{old}"
+    );
+
+    let (status, new) =
+        call(client.get(s.gw.direct_url(&format!("/jobs/v1/tool/{tool}/jobs/shared")))).await;
+    assert_eq!(status, 200);
+    let job = &new["job"];
+    assert_eq!(job["name"], "shared");
+    assert_eq!(job["job_type"], "scheduled");
+    assert_eq!(job["filelog"], true);
+    assert_eq!(job["imagename"], "bookworm");
+    assert_eq!(job["schedule"], "@hourly");
+    assert!(job["status"]["short"].is_string(), "{new}");
+
+    let (status, err) = call(client.get(s.gw.direct_url("/jobs/api/v1/jobs/nosuch"))).await;
+    assert_eq!(status, 404);
+    assert_eq!(err["message"], "Job 'nosuch' does not exist", "{err}");
+    assert!(err["data"].is_object(), "{err}");
+    let (status, err) =
+        call(client.get(s.gw.direct_url(&format!("/jobs/v1/tool/{tool}/jobs/nosuch")))).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        err["error"],
+        json!(["Job 'nosuch' does not exist"]),
+        "{err}"
+    );
+
+    let (status, _) =
+        call(client.delete(s.gw.direct_url(&format!("/jobs/v1/tool/{tool}/jobs/")))).await;
+    assert_eq!(status, 200);
+}
+
+/// The local jobs ingress (ingress/nginx), in front of a gateway's ingress listener.
+struct Nginx {
+    run_dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(setup: &Setup) -> Self {
+        let run_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let out = std::process::Command::new("bash")
+                .arg(repo().join("ingress/nginx/start.sh"))
+                .arg(run_dir.path())
+                .env("CERTS_DIR", setup.pki.path(""))
+                .env("CLIENT_CA", &setup.pki.cluster.ca)
+                .env("INGRESS_PORT", port.to_string())
+                .env("GATEWAY_UPSTREAM", setup.gw.ingress_url(""))
+                .output()
+                .unwrap_or_else(|e| panic!("starting nginx: {e}"));
+            if out.status.success() {
+                return Self { run_dir, port };
+            }
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        panic!("the jobs ingress did not start: {last}")
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(repo().join("ingress/nginx/stop.sh"))
+            .arg(self.run_dir.path())
+            .output();
+    }
+}
+
+/// Both CLIs through the nginx jobs ingress (as in production, behind the API gateway).
+#[tokio::test(flavor = "multi_thread")]
+async fn both_clis_through_the_nginx_ingress() {
+    let s = Setup::new("cli-nginx");
+    let nginx = Nginx::start(&s);
+    for (venv, job) in [("r14", "via14"), ("r16", "via16")] {
+        let cli = RealCli::new(venv, &s.pki, &s.tool, &nginx.url());
+        cli.ok(&[
+            "run",
+            job,
+            "--command",
+            "./x.sh",
+            "--image",
+            "bookworm",
+            "--continuous",
+        ]);
+        let show = cli.ok(&["show", job]);
+        assert!(show.stdout.contains("continuous"), "{show}");
+        assert!(show.stdout.contains("./x.sh"), "{show}");
+        write_log(&s, &format!("{job}.out"), &["via the ingress"]);
+        let logs = cli.ok(&["logs", job]);
+        assert!(logs.stdout.contains("via the ingress"), "{logs}");
+        assert!(cli.ok(&["images"]).stdout.contains("bookworm"));
+        cli.ok(&["restart", job]);
+        cli.ok(&["delete", job]);
+        let missing = cli.run(&["show", job]);
+        assert_eq!(missing.code, 1, "{missing}");
+    }
+    // the requests really went through nginx
+    let access = std::fs::read_to_string(nginx.run_dir.path().join("access.log"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for want in [
+        "/jobs/api/v1/jobs/via14",
+        "/jobs/v1/tool/cli-nginx/jobs/via16",
+        "/logs/v1/tool/cli-nginx/job/via16/logs",
+    ] {
+        assert!(
+            access.contains(want),
+            "{want} not in the access log:\n{access}"
+        );
+    }
+    let both = s.cli("r16");
+    assert!(both.ok(&["list", "-o", "name"]).lines().is_empty());
+}
