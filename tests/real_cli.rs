@@ -232,10 +232,10 @@ async fn release14_cli_full_scenario() {
         "{oneoff}"
     );
 
-    // file logs: by default in <job>.out / <job>.err, relative to the tool's home
+    // file logs: by default in <job>.out / <job>.err in the tool's home; default paths read
+    // back as unset (so that `load` of a file without paths sees no change)
     let shown = cli.ok(&["show", "once"]);
-    assert!(shown.stdout.contains("| Output log: | once.out"), "{shown}");
-    assert!(shown.stdout.contains("| Error log:  | once.err"), "{shown}");
+    assert!(shown.stdout.contains("| File log:   | yes"), "{shown}");
     write_log(&s, "once.out", &["first line", "second line", "third line"]);
     let logs = cli.ok(&["logs", "once"]);
     for want in ["first line", "second line", "third line"] {
@@ -280,7 +280,8 @@ async fn release14_cli_full_scenario() {
              - name: loaded-nightly\n  command: ./nightly.sh\n  image: bookworm\n  schedule: \"17 3 * * *\"\n  \
                filelog-stdout: {home}/nightly.log\n  filelog-stderr: {home}/nightly.log\n\
              - name: loaded-daemon\n  command: ./daemon.sh\n  image: bookworm\n  continuous: true\n  \
-               emails: onfailure\n  filelog-stdout: {home}/daemon.out\n  filelog-stderr: {home}/daemon.err\n"
+               emails: onfailure\n  filelog-stdout: {home}/daemon.out\n  filelog-stderr: {home}/daemon.err\n\
+             - name: loaded-default-logs\n  command: ./plain.sh\n  image: bookworm\n  continuous: true\n"
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -289,7 +290,12 @@ async fn release14_cli_full_scenario() {
     let loaded = cli.ok(&["list", "-o", "name"]);
     assert_eq!(
         names(&loaded),
-        set(&["loaded-daemon", "loaded-nightly", "loaded-once"]),
+        set(&[
+            "loaded-daemon",
+            "loaded-default-logs",
+            "loaded-nightly",
+            "loaded-once"
+        ]),
         "{loaded}"
     );
     let before = s.uids().await;
@@ -599,8 +605,9 @@ async fn release13_recorded_requests() {
     assert_eq!(daemon["continuous"], true);
     assert_eq!(daemon["image"], "bookworm");
     assert_eq!(daemon["image_state"], "stable");
-    assert_eq!(daemon["filelog_stdout"], "daemon.out");
-    assert_eq!(daemon["filelog_stderr"], "daemon.err");
+    // default log paths read back as unset, as the user sent them (see legacy_json)
+    assert_eq!(daemon["filelog_stdout"], serde_json::Value::Null);
+    assert_eq!(daemon["filelog_stderr"], serde_json::Value::Null);
     assert!(daemon["status_short"].is_string(), "{daemon}");
     assert!(daemon["status_long"].is_string(), "{daemon}");
     assert_eq!(by_name("once")["filelog"], "False");

@@ -651,7 +651,10 @@ pub async fn legacy_list(
 ) -> Result<Json<Value>, ApiError> {
     let views = list_views(&state, &caller).await?;
     Ok(Json(Value::Array(
-        views.iter().map(view::legacy_json).collect(),
+        views
+            .iter()
+            .map(|v| view::legacy_json(v, &state.home_of(caller.tool.as_str())))
+            .collect(),
     )))
 }
 
@@ -660,8 +663,10 @@ pub async fn legacy_show(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let shown = show_view(&state, &caller, &name).await?;
     Ok(Json(view::legacy_json(
-        &show_view(&state, &caller, &name).await?,
+        &shown,
+        &state.home_of(caller.tool.as_str()),
     )))
 }
 
@@ -687,7 +692,13 @@ pub async fn legacy_create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (req, _) = create_job(&state, &caller, &ctx, &headers, &body, Dialect::Legacy).await?;
     let shown = show_view(&state, &caller, &req.name).await?;
-    Ok((StatusCode::CREATED, Json(view::legacy_json(&shown))))
+    Ok((
+        StatusCode::CREATED,
+        Json(view::legacy_json(
+            &shown,
+            &state.home_of(caller.tool.as_str()),
+        )),
+    ))
 }
 
 pub async fn legacy_delete(

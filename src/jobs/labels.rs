@@ -15,6 +15,9 @@ pub const CRON_EXPRESSION: &str = "jobs.toolforge.org/cron-expression";
 pub const MOUNT: &str = "toolforge.org/mount-storage";
 /// Hash of the manifest a job was created from, to tell whether an update changes anything.
 pub const SPEC_HASH: &str = "jobs.toolforge.org/spec-hash";
+/// Which log paths the user gave (`stdout`, `stderr`, both comma-separated, or empty), so that
+/// read-back reports defaults as unset, as the user wrote them.
+pub const LOG_PATHS_SET: &str = "jobs.toolforge.org/log-paths-set";
 pub const MANAGED_BY_VALUE: &str = "toolforge-jobs-framework";
 
 /// The kind of job, named by the `component` label value.

@@ -151,6 +151,16 @@ pub fn build(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
         manifest["metadata"]["annotations"] = json!({});
     }
     manifest["metadata"]["annotations"][labels::SPEC_HASH] = json!(hash);
+    if req.filelog {
+        let given: Vec<&str> = [
+            (req.log_paths_given.0, "stdout"),
+            (req.log_paths_given.1, "stderr"),
+        ]
+        .into_iter()
+        .filter_map(|(set, n)| set.then_some(n))
+        .collect();
+        manifest["metadata"]["annotations"][labels::LOG_PATHS_SET] = json!(given.join(","));
+    }
     manifest
 }
 

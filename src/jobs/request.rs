@@ -20,6 +20,8 @@ pub struct RunRequest {
     pub continuous: bool,
     pub filelog: bool,
     pub filelog_stdout: Option<String>,
+    /// Whether the user gave the stdout / stderr paths (not defaults).
+    pub log_paths_given: (bool, bool),
     pub filelog_stderr: Option<String>,
     pub retry: u8,
     pub memory: Option<Quantity>,
@@ -361,6 +363,7 @@ impl RunRequest {
             schedule,
             continuous,
             filelog,
+            log_paths_given: (filelog_stdout.is_some(), filelog_stderr.is_some()),
             filelog_stdout,
             filelog_stderr,
             retry,

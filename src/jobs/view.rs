@@ -47,6 +47,8 @@ pub struct JobView {
     pub filelog: bool,
     pub filelog_stdout: Option<String>,
     pub filelog_stderr: Option<String>,
+    /// Whether the user gave the stdout / stderr paths; None for objects that don't say.
+    pub log_paths_set: Option<(bool, bool)>,
     pub emails: String,
     pub mount: String,
     pub retry: i32,
@@ -108,6 +110,7 @@ fn template_facts(
 
 fn base_view(
     name: String,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     labels: &BTreeMap<String, String>,
     template: Option<&PodTemplateSpec>,
     catalog: &ImageCatalog,
@@ -124,6 +127,11 @@ fn base_view(
         filelog,
         filelog_stdout: facts.stdout.filter(|_| filelog),
         filelog_stderr: facts.stderr.filter(|_| filelog),
+        log_paths_set: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(labels::LOG_PATHS_SET))
+            .map(|v| (v.contains("stdout"), v.contains("stderr"))),
         emails: labels
             .get(labels::EMAILS)
             .cloned()
@@ -185,6 +193,7 @@ pub fn job_view(
     let spec = job.spec.as_ref();
     let mut v = base_view(
         name.clone(),
+        &job.metadata,
         &labels,
         spec.map(|s| &s.template),
         catalog,
@@ -220,6 +229,7 @@ pub fn cronjob_view(
     let job_spec = cj.spec.as_ref().and_then(|s| s.job_template.spec.as_ref());
     let mut v = base_view(
         name.clone(),
+        &cj.metadata,
         &labels,
         job_spec.map(|s| &s.template),
         catalog,
@@ -275,6 +285,7 @@ pub fn rc_view(
     let labels = rc.metadata.labels.clone().unwrap_or_default();
     let mut v = base_view(
         name.clone(),
+        &rc.metadata,
         &labels,
         rc.spec.as_ref().and_then(|s| s.template.as_ref()),
         catalog,
@@ -315,6 +326,7 @@ pub fn deployment_view(
     let labels = d.metadata.labels.clone().unwrap_or_default();
     let mut v = base_view(
         name.clone(),
+        &d.metadata,
         &labels,
         d.spec.as_ref().map(|s| &s.template),
         catalog,
@@ -348,8 +360,24 @@ pub fn deployment_view(
     v
 }
 
-/// Release 13/14 shape (key order as the original service).
-pub fn legacy_json(v: &JobView) -> Value {
+/// A log path that is just the default for the job (`<job>.out` in the home, relative or
+/// absolute). Release 14's `load` compares these fields with the YAML file, where defaults are
+/// absent, so reporting them as null keeps a second `load` from recreating every job.
+fn is_default_log(path: &str, job: &str, ext: &str, home: &str) -> bool {
+    let file = format!("{job}.{ext}");
+    path == file || path == format!("{}/{file}", home.trim_end_matches('/'))
+}
+
+/// Release 13/14 shape (key order as the original service). `home` is the tool's home.
+pub fn legacy_json(v: &JobView, home: &str) -> Value {
+    let shown = |p: &Option<String>, ext: &str, given: Option<bool>| -> Value {
+        match (p, given) {
+            (Some(p), Some(true)) => json!(p),
+            (Some(p), None) if !is_default_log(p, &v.name, ext, home) => json!(p),
+            _ => Value::Null,
+        }
+    };
+    let given = v.log_paths_set;
     let mut m = Map::new();
     m.insert("name".into(), json!(v.name));
     m.insert("cmd".into(), json!(v.cmd));
@@ -359,8 +387,14 @@ pub fn legacy_json(v: &JobView) -> Value {
         "filelog".into(),
         json!(if v.filelog { "True" } else { "False" }),
     );
-    m.insert("filelog_stdout".into(), json!(v.filelog_stdout));
-    m.insert("filelog_stderr".into(), json!(v.filelog_stderr));
+    m.insert(
+        "filelog_stdout".into(),
+        shown(&v.filelog_stdout, "out", given.map(|g| g.0)),
+    );
+    m.insert(
+        "filelog_stderr".into(),
+        shown(&v.filelog_stderr, "err", given.map(|g| g.1)),
+    );
     m.insert("status_short".into(), json!(v.status_short));
     m.insert("status_long".into(), json!(v.status_long));
     m.insert("emails".into(), json!(v.emails));
@@ -489,6 +523,7 @@ mod tests {
             filelog: false,
             filelog_stdout: None,
             filelog_stderr: None,
+            log_paths_set: None,
             emails: "none".into(),
             mount: "all".into(),
             retry: 0,
@@ -513,10 +548,37 @@ mod tests {
 
     #[test]
     fn legacy_shape_matches_the_original_service() {
-        let text = serde_json::to_string(&legacy_json(&sample())).unwrap_or_default();
+        let text =
+            serde_json::to_string(&legacy_json(&sample(), "/data/project/t")).unwrap_or_default();
         assert_eq!(
             text,
             r#"{"name":"cj","cmd":"date","image":"php7.4","image_state":"stable","filelog":"False","filelog_stdout":null,"filelog_stderr":null,"status_short":"Waiting for scheduled time","status_long":"No pods were created for this job.","emails":"none","retry":0,"schedule":"@daily","schedule_actual":"21 6 * * *"}"#
+        );
+    }
+
+    #[test]
+    fn default_log_paths_read_back_as_null_for_old_clients() {
+        let mut s = sample();
+        s.filelog = true;
+        s.filelog_stdout = Some("cj.out".into());
+        s.filelog_stderr = Some("/data/project/t/cj.err".into());
+        let v = legacy_json(&s, "/data/project/t");
+        assert_eq!(
+            (&v["filelog"], &v["filelog_stdout"], &v["filelog_stderr"]),
+            (&json!("True"), &Value::Null, &Value::Null)
+        );
+        s.filelog_stdout = Some("/data/project/t/logs/cj.out".into());
+        assert_eq!(
+            legacy_json(&s, "/data/project/t")["filelog_stdout"],
+            "/data/project/t/logs/cj.out"
+        );
+        // what the user gave is reported as given, even when it equals the default
+        s.filelog_stdout = Some("/data/project/t/cj.out".into());
+        s.log_paths_set = Some((true, false));
+        let v = legacy_json(&s, "/data/project/t");
+        assert_eq!(
+            (&v["filelog_stdout"], &v["filelog_stderr"]),
+            (&json!("/data/project/t/cj.out"), &Value::Null)
         );
     }
 
