@@ -7,6 +7,8 @@
 #
 #   dev/stack.sh up      start (idempotent: what runs already is kept)
 #   dev/stack.sh down    stop everything this script started
+#   dev/stack.sh down --purge   also delete the cluster's etcd data (kept in /dev/shm when
+#                        available, i.e. outside STACK_DIR), for a fresh start
 #   dev/stack.sh status
 #
 # Environment: STACK_DIR (default /var/tmp/jobs-gateway-stack), STACK_TOOLS ("alice bob"),
@@ -97,14 +99,24 @@ TXT
 }
 
 down() {
+  local purge=()
+  case ${1:-} in
+    "") ;;
+    --purge) purge=(--purge) ;;
+    *) echo "usage: dev/stack.sh down [--purge]" >&2; exit 2 ;;
+  esac
   [[ -d $dir ]] || { say "nothing to stop"; return 0; }
   if [[ -f $dir/ingress/nginx.pid ]]; then bash "$top/ingress/nginx/stop.sh" "$dir/ingress" >/dev/null 2>&1 || true; fi
   if alive "$dir/gateway.pid" jobs-gateway; then
     kill "$(cat "$dir/gateway.pid")" 2>/dev/null || true
   fi
   rm -f "$dir/gateway.pid"
-  if [[ -d $dir/cluster ]]; then bash "$top/tests/cluster/stop.sh" "$dir/cluster" >/dev/null 2>&1 || true; fi
-  say "stopped (state kept in $dir; remove it for a fresh start)"
+  if [[ -d $dir/cluster ]]; then bash "$top/tests/cluster/stop.sh" "$dir/cluster" "${purge[@]}" >/dev/null 2>&1 || true; fi
+  if ((${#purge[@]})); then
+    say "stopped, etcd data deleted (remove $dir too for a fresh start)"
+  else
+    say "stopped (state kept in $dir and the etcd data it names; 'down --purge' for a fresh start)"
+  fi
 }
 
 status() {
@@ -115,7 +127,7 @@ status() {
 
 case ${1:-} in
   up) up ;;
-  down) down ;;
+  down) shift; down "$@" ;;
   status) status ;;
-  *) echo "usage: dev/stack.sh up|down|status" >&2; exit 2 ;;
+  *) echo "usage: dev/stack.sh up|down [--purge]|status" >&2; exit 2 ;;
 esac
