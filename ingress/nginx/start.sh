@@ -14,7 +14,8 @@
 #   INGRESS_CLIENT_KEY  [$CERTS_DIR/ingress-client.key]
 #   UPSTREAM_CA         [$CLIENT_CA]              CA that signs the gateway's server cert
 #   UPSTREAM_SSL_NAME   [localhost]               name checked against the gateway cert SAN
-#   NGINX               [nginx]                   nginx binary
+#   NGINX_BIN           [nginx]                   nginx binary (not NGINX: nginx itself
+#                                                 reads that variable for inherited sockets)
 #   NGINX_USER          [unset]                   worker user when run as root (nginx default: nobody)
 #   ERROR_LOG_LEVEL     [notice]
 #
@@ -28,8 +29,9 @@ die() { echo "start.sh: error: $*" >&2; exit 1; }
 mkdir -p -- "$1"
 RUN_DIR=$(cd -- "$1" && pwd -P)
 
-NGINX=${NGINX:-nginx}
-command -v "$NGINX" >/dev/null 2>&1 || die "nginx not found (Debian: apt-get install -y nginx)"
+unset NGINX
+NGINX_BIN=${NGINX_BIN:-nginx}
+command -v "$NGINX_BIN" >/dev/null 2>&1 || die "nginx not found (Debian: apt-get install -y nginx)"
 
 CERTS_DIR=${CERTS_DIR:-}
 cd_default() { [[ -n $CERTS_DIR ]] && echo "$CERTS_DIR/$1" || echo ""; }
@@ -94,8 +96,8 @@ if grep -n '@[A-Z][A-Z_]*@' "$CONF.tmp" >&2; then die "unrendered placeholder in
 mv -f -- "$CONF.tmp" "$CONF"
 
 # -p: prefix, -e: startup error log (before error_log is parsed), -c: our config only
-"$NGINX" -p "$RUN_DIR/" -e "$RUN_DIR/error.log" -c "$CONF" -t -q || die "config test failed (see above, $CONF)"
-"$NGINX" -p "$RUN_DIR/" -e "$RUN_DIR/error.log" -c "$CONF" || die "nginx failed to start (see $RUN_DIR/error.log)"
+"$NGINX_BIN" -p "$RUN_DIR/" -e "$RUN_DIR/error.log" -c "$CONF" -t -q || die "config test failed (see above, $CONF)"
+"$NGINX_BIN" -p "$RUN_DIR/" -e "$RUN_DIR/error.log" -c "$CONF" || die "nginx failed to start (see $RUN_DIR/error.log)"
 
 # daemon on: the master writes its pid file after forking; wait briefly for it
 for _ in $(seq 1 50); do
