@@ -335,7 +335,7 @@ pub fn list_table(jobs: &[Value], long: bool, width: Option<usize>, color: bool)
         })
         .collect();
     if long {
-        table(
+        let text = table(
             &[
                 "Job name",
                 "Job type",
@@ -350,10 +350,19 @@ pub fn list_table(jobs: &[Value], long: bool, width: Option<usize>, color: bool)
                 "Retry",
             ],
             &rows,
-            &[3, 6, 7, 1, 4],
+            &[3, 6, 7],
             width,
             color,
-        )
+        );
+        let fits = width.is_none_or(|w| text.lines().all(|l| super::output::visible_len(l) <= w));
+        if fits {
+            return text;
+        }
+        // too narrow for eleven columns: one block per job
+        jobs.iter()
+            .map(|j| show_text(j, width, color))
+            .collect::<Vec<_>>()
+            .join("\n")
     } else {
         table(
             &["Job name", "Job type", "Status"],

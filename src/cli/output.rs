@@ -64,6 +64,21 @@ fn len(s: &str) -> usize {
     s.chars().count()
 }
 
+/// Characters of `s` without ANSI colour sequences.
+pub fn visible_len(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => n += 1,
+        }
+    }
+    n
+}
+
 /// Cuts `s` to `max` characters, ending with `…` when cut.
 pub fn truncate(s: &str, max: usize) -> String {
     if len(s) <= max {
