@@ -1,6 +1,7 @@
 //! jobs-gateway: the Toolforge jobs API, acting on Kubernetes as the calling tool.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod identity;
