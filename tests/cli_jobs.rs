@@ -282,7 +282,6 @@ fn load_creates_then_changes_nothing_and_dump_loads_back() {
 /// with `mem` re-creates it. Needs a gateway change (hash canonical quantities, or report the
 /// quantity as set); un-ignore then.
 #[test]
-#[ignore = "gateway: dump normalises memory but PATCH hashes the literal quantity"]
 fn dump_of_a_job_with_memory_loads_back_unchanged() {
     let t = Tool::new("cli-load-mem");
     t.ok(&["flush", "--yes"]);

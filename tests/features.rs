@@ -135,12 +135,15 @@ async fn memory_and_cpu_are_checked_against_the_limit_range_before_anything_is_c
         .get("big")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let res = serde_json::to_value(&job.spec.map(|s| s.template).unwrap_or_default())
+    let res = serde_json::to_value(job.spec.map(|s| s.template).unwrap_or_default())
         .unwrap_or_default()["spec"]["containers"][0]["resources"]
         .clone();
     assert_eq!(res["limits"], json!({"memory": "1Gi", "cpu": "750m"}));
     // over the 512Mi/500m platform defaults the request is half the limit
-    assert_eq!(res["requests"], json!({"memory": "536870912", "cpu": "375m"}));
+    assert_eq!(
+        res["requests"],
+        json!({"memory": "536870912", "cpu": "375m"})
+    );
     call(client.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
 }
 

@@ -136,10 +136,33 @@ fn pod_template(req: &RunRequest, ctx: &BuildContext<'_>, component: Component) 
     })
 }
 
+/// Quantities in `resources` as plain numbers, so `0.5` and `500m` hash alike (the apiserver
+/// stores its canonical form, which a dump then reports).
+fn canonical_quantities(v: &mut Value, in_resources: bool) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                canonical_quantities(child, in_resources || k == "resources");
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| canonical_quantities(i, in_resources)),
+        Value::String(text) if in_resources => {
+            if let Some(q) = Quantity::parse(text) {
+                *text = plain_number(q.value);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A short hash of a manifest, stored as an annotation to tell whether an update changes it.
 pub fn spec_hash(manifest: &Value) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(manifest.to_string().as_bytes());
+    let mut canonical = manifest.clone();
+    canonical_quantities(&mut canonical, false);
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -368,6 +391,15 @@ mod tests {
             cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][3],
             "exec 1>>cj.out;exec 2>>cj.err;date"
         );
+    }
+
+    #[test]
+    fn equal_quantities_hash_alike() {
+        let a = json!({"spec": {"resources": {"limits": {"cpu": "0.5", "memory": "1Gi"}}}});
+        let b = json!({"spec": {"resources": {"limits": {"cpu": "500m", "memory": "1024Mi"}}}});
+        let c = json!({"spec": {"resources": {"limits": {"cpu": "600m", "memory": "1Gi"}}}});
+        assert_eq!(spec_hash(&a), spec_hash(&b));
+        assert_ne!(spec_hash(&a), spec_hash(&c));
     }
 
     #[test]

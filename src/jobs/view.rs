@@ -56,6 +56,9 @@ pub struct JobView {
     pub schedule_actual: Option<String>,
     pub timeout: Option<i64>,
     pub replicas: Option<i32>,
+    /// Continuous jobs: (port, protocol) and the health check, as configured.
+    pub port: Option<(i32, String)>,
+    pub health_check: Option<Value>,
     /// Resource limits as set on the object (None: platform default).
     pub memory: Option<String>,
     pub cpu: Option<String>,
@@ -66,6 +69,8 @@ pub struct JobView {
 
 /// What the pod template tells about a job.
 struct TemplateFacts {
+    port: Option<(i32, String)>,
+    health_check: Option<Value>,
     cmd: String,
     image: String,
     image_state: String,
@@ -97,7 +102,36 @@ fn template_facts(
         .and_then(|c| c.resources.as_ref())
         .and_then(|r| r.limits.as_ref());
     let limit = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
+    let port = container
+        .and_then(|c| c.ports.as_ref())
+        .and_then(|p| p.first())
+        .map(|p| {
+            (
+                p.container_port,
+                p.protocol
+                    .clone()
+                    .unwrap_or_else(|| "TCP".into())
+                    .to_lowercase(),
+            )
+        });
+    let probe = container.and_then(|c| c.liveness_probe.as_ref());
+    let health_check = probe.and_then(|p| {
+        if let Some(cmd) = p.exec.as_ref().and_then(|e| e.command.as_ref()) {
+            return match cmd.as_slice() {
+                [sh, c, script] if sh == "/bin/sh" && c == "-c" => {
+                    Some(json!({"type": "script", "script": script}))
+                }
+                _ => None,
+            };
+        }
+        p.http_get
+            .as_ref()
+            .and_then(|h| h.path.clone())
+            .map(|path| json!({"type": "http", "path": path}))
+    });
     TemplateFacts {
+        port,
+        health_check,
         cmd: parsed.cmd,
         image,
         image_state,
@@ -145,6 +179,8 @@ fn base_view(
         schedule_actual: None,
         timeout: None,
         replicas: None,
+        port: facts.port,
+        health_check: facts.health_check,
         memory: facts.memory,
         cpu: facts.cpu,
         status_short: "Unknown".into(),
@@ -457,8 +493,19 @@ pub fn v1_json(v: &JobView, include_unset: bool) -> Value {
             JobKind::Continuous => {
                 m.insert("continuous".into(), json!(true));
                 m.insert("replicas".into(), json!(v.replicas.unwrap_or(1)));
-                m.insert("port".into(), Value::Null);
-                m.insert("health_check".into(), Value::Null);
+                match &v.port {
+                    Some((port, proto)) => {
+                        m.insert("port".into(), json!(port));
+                        m.insert("port_protocol".into(), json!(proto));
+                    }
+                    None => {
+                        m.insert("port".into(), Value::Null);
+                    }
+                }
+                m.insert(
+                    "health_check".into(),
+                    v.health_check.clone().unwrap_or(Value::Null),
+                );
             }
         }
     } else {
@@ -487,11 +534,21 @@ pub fn v1_json(v: &JobView, include_unset: bool) -> Value {
         if v.mount != "all" {
             m.insert("mount".into(), json!(v.mount));
         }
-        if let Some(mem) = memory {
+        // as the user set them, so that loading a dump changes nothing
+        if let Some(mem) = &v.memory {
             m.insert("memory".into(), json!(mem));
         }
-        if let Some(cpu) = cpu {
+        if let Some(cpu) = &v.cpu {
             m.insert("cpu".into(), json!(cpu));
+        }
+        if let Some((port, proto)) = &v.port {
+            m.insert("port".into(), json!(port));
+            if proto != "tcp" {
+                m.insert("port_protocol".into(), json!(proto));
+            }
+        }
+        if let Some(h) = &v.health_check {
+            m.insert("health_check".into(), h.clone());
         }
         if v.retry > 0 {
             m.insert("retry".into(), json!(v.retry));
@@ -531,6 +588,8 @@ mod tests {
             schedule_actual: Some("21 6 * * *".into()),
             timeout: None,
             replicas: None,
+            port: None,
+            health_check: None,
             memory: None,
             cpu: None,
             status_short: "Waiting for scheduled time".into(),
@@ -600,6 +659,7 @@ mod tests {
             (Some("1.0Gi"), Some("0.5"))
         );
         let dump = v1_json(&s, false);
+        assert_eq!(dump["memory"], "1Gi", "dumps keep the quantity as set");
         assert_eq!(dump["schedule"], "@daily");
         assert_eq!(dump["filelog"], false);
         assert!(dump.get("status").is_none());
