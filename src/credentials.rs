@@ -287,11 +287,44 @@ impl CredentialStore {
         config.reset_reader_on_write = true;
         config.auth_info.client_certificate_data = Some(b64.encode(&material.cert_pem));
         config.auth_info.client_key_data = Some(b64.encode(&material.key_pem).into());
-        kube::Client::try_from(config).map_err(|e| CredentialError::Client {
+        build_http2_client(&config, self.connect_timeout).map_err(|e| CredentialError::Client {
             tool: tool.to_string(),
             reason: e.to_string(),
         })
     }
+}
+
+/// A kube client that speaks HTTP/2 to the apiserver when it can: the parallel reads of one
+/// request share one connection (and one TLS handshake) instead of opening one each, which
+/// matters for the first request of a tool and for memory with many warm tools.
+fn build_http2_client(
+    config: &kube::Config,
+    connect_timeout: Duration,
+) -> Result<kube::Client, kube::Error> {
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+    let tls = config.rustls_client_config()?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .timer(hyper_util::rt::TokioTimer::new())
+            .build(https);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper_client);
+    Ok(kube::Client::new(service, config.default_namespace.clone()))
 }
 
 /// DER certificates of a PEM bundle.

@@ -167,13 +167,30 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Times one Kubernetes call.
+static KUBE_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
+
+/// The limit for one Kubernetes call (from `JOBS_GATEWAY_KUBE_TIMEOUT_MS`).
+pub fn set_kube_timeout(limit: Duration) {
+    KUBE_TIMEOUT_MS.store(limit.as_millis() as u64, Ordering::Relaxed);
+}
+
+/// Times one Kubernetes call, and bounds it: a call that takes too long fails as unreachable.
 pub async fn kube_call<T, F>(verb: &'static str, resource: &str, fut: F) -> Result<T, kube::Error>
 where
     F: std::future::Future<Output = Result<T, kube::Error>>,
 {
     let start = std::time::Instant::now();
-    let result = fut.await;
+    let limit = Duration::from_millis(KUBE_TIMEOUT_MS.load(Ordering::Relaxed));
+    let result = match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(kube::Error::Service(
+            format!(
+                "no answer from the apiserver within {} ms",
+                limit.as_millis()
+            )
+            .into(),
+        )),
+    };
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
         Err(kube::Error::Api(s)) => s.code.to_string(),

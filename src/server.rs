@@ -267,6 +267,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let direct_addr = config.direct_addr;
     let ingress_addr = config.ingress_addr;
     let admin_addr = config.admin_addr;
+    crate::metrics::set_kube_timeout(config.kube_timeout);
     let state = build_state(config)?;
     spawn_housekeeping(state.rate_limits.clone());
     spawn_image_reloader(&state);

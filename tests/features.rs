@@ -29,6 +29,7 @@ async fn the_image_list_reloads_when_its_file_changes() {
     let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_IMAGES_FILE", images_file.as_str())]);
     let (c, k) = pki.tool_cert(tool);
     let client = https(&cluster.ca, Some((&c, &k)));
+    call(client.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
     let (status, images) = call(client.get(gw.direct_url("/jobs/api/v1/images/"))).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -92,6 +93,7 @@ async fn memory_and_cpu_are_checked_against_the_limit_range_before_anything_is_c
     let gw = Gateway::start(&pki, &[]);
     let (c, k) = pki.tool_cert(tool);
     let client = https(&cluster.ca, Some((&c, &k)));
+    call(client.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
     let run = |mem: &str, cpu: &str| json!({"name": "big", "imagename": "bookworm", "cmd": "true", "memory": mem, "cpu": cpu});
     let (status, body) = call(
         client
@@ -156,6 +158,7 @@ async fn continuous_jobs_can_run_as_deployments() {
     let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_CONTINUOUS_KIND", "deployment")]);
     let (c, k) = pki.tool_cert(tool);
     let client = https(&cluster.ca, Some((&c, &k)));
+    call(client.delete(gw.direct_url("/jobs/v1/tool/dep-alice/jobs/"))).await;
     let (status, body) = call(
         client
             .post(gw.direct_url("/jobs/v1/tool/dep-alice/jobs/"))
@@ -243,6 +246,7 @@ async fn a_job_goes_pending_running_completed_in_both_status_shapes() {
     let (c, k) = pki.tool_cert(tool);
     let client = https(&cluster.ca, Some((&c, &k)));
     let admin = admin(&cluster);
+    call(client.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
     let (status, body) = call(
         client
             .post(gw.direct_url("/jobs/api/v1/jobs/"))
