@@ -701,60 +701,37 @@ pub async fn legacy_create(
     ))
 }
 
-pub async fn legacy_delete(
+/// Release 13 answers a write with `""`, release 14 (`jobs/` routes) with `{}`.
+fn written<const V14: bool>() -> Json<Value> {
+    Json(if V14 { json!({}) } else { json!("") })
+}
+
+pub async fn legacy_delete<const V14: bool>(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(ctx): Extension<Arc<RequestContext>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     delete_job(&state, &caller, &ctx, &name).await?;
-    Ok(Json(json!("")))
+    Ok(written::<V14>())
 }
 
-pub async fn legacy_delete_v14(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<Arc<RequestContext>>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    delete_job(&state, &caller, &ctx, &name).await?;
-    Ok(Json(json!({})))
-}
-
-pub async fn legacy_flush(
+pub async fn legacy_flush<const V14: bool>(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     flush_jobs(&state, &caller).await?;
-    Ok(Json(json!("")))
+    Ok(written::<V14>())
 }
 
-pub async fn legacy_flush_v14(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
-    flush_jobs(&state, &caller).await?;
-    Ok(Json(json!({})))
-}
-
-pub async fn legacy_restart(
+pub async fn legacy_restart<const V14: bool>(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(ctx): Extension<Arc<RequestContext>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     restart_job(&state, &caller, &ctx, &name).await?;
-    Ok(Json(json!("")))
-}
-
-pub async fn legacy_restart_v14(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<Arc<RequestContext>>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    restart_job(&state, &caller, &ctx, &name).await?;
-    Ok(Json(json!({})))
+    Ok(written::<V14>())
 }
 
 pub async fn legacy_images(State(state): State<AppState>) -> Json<Value> {

@@ -96,9 +96,13 @@ fn legacy_routes(prefix: &'static str) -> Routes {
         .add("/run/", &["post"], post(legacy_run))
         .exact("/show/{name}", &["get"], get(legacy_show))
         .add("/list/", &["get"], get(legacy_list))
-        .exact("/delete/{name}", &["delete"], delete(legacy_delete))
-        .add("/flush/", &["delete"], delete(legacy_flush))
-        .exact("/restart/{name}", &["post"], post(legacy_restart))
+        .exact(
+            "/delete/{name}",
+            &["delete"],
+            delete(legacy_delete::<false>),
+        )
+        .add("/flush/", &["delete"], delete(legacy_flush::<false>))
+        .exact("/restart/{name}", &["post"], post(legacy_restart::<false>))
         .exact("/logs/{name}", &["get"], get(legacy_logs))
         .add("/images/", &["get"], get(legacy_images))
         .add("/containers/", &["get"], get(legacy_images))
@@ -108,14 +112,18 @@ fn legacy_routes(prefix: &'static str) -> Routes {
             &["get", "post", "delete"],
             get(legacy_list)
                 .post(legacy_create)
-                .delete(legacy_flush_v14),
+                .delete(legacy_flush::<true>),
         )
         .add(
             "/jobs/{name}",
             &["get", "delete"],
-            get(legacy_show).delete(legacy_delete_v14),
+            get(legacy_show).delete(legacy_delete::<true>),
         )
-        .add("/jobs/{name}/restart", &["post"], post(legacy_restart_v14))
+        .add(
+            "/jobs/{name}/restart",
+            &["post"],
+            post(legacy_restart::<true>),
+        )
         .add("/jobs/{name}/logs", &["get"], get(legacy_logs))
 }
 

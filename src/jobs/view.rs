@@ -311,6 +311,15 @@ pub fn cronjob_view(
     v
 }
 
+/// The message of a ReplicaFailure condition caused by a quota, if there is one.
+fn quota_failure<'a>(
+    conditions: impl Iterator<Item = (&'a str, &'a str, Option<&'a String>)>,
+) -> Option<String> {
+    conditions
+        .filter(|(kind, status, _)| *kind == "ReplicaFailure" && *status == "True")
+        .find_map(|(_, _, message)| message.filter(|m| m.contains("exceeded quota")).cloned())
+}
+
 pub fn rc_view(
     rc: &ReplicationController,
     pods: &[Pod],
@@ -334,14 +343,12 @@ pub fn rc_view(
     v.status_long = status::status_long(&own);
     let st = rc.status.as_ref();
     let ready = st.and_then(|s| s.ready_replicas).unwrap_or(0);
-    let quota_failure = st
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| {
-            c.iter()
-                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
-                .and_then(|c| c.message.clone())
-        })
-        .filter(|m| m.contains("exceeded quota"));
+    let quota_failure = quota_failure(
+        st.and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.message.as_ref())),
+    );
     v.status = status::continuous_status_v2(
         (replicas, ready, (replicas - ready).max(0)),
         quota_failure,
@@ -374,14 +381,12 @@ pub fn deployment_view(
     v.status_short = status::deployment_status_short(d, &own);
     v.status_long = status::status_long(&own);
     let st = d.status.as_ref();
-    let quota_failure = st
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| {
-            c.iter()
-                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
-                .and_then(|c| c.message.clone())
-        })
-        .filter(|m| m.contains("exceeded quota"));
+    let quota_failure = quota_failure(
+        st.and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.message.as_ref())),
+    );
     v.status = status::continuous_status_v2(
         (
             replicas,
