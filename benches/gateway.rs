@@ -1,0 +1,1198 @@
+//! End-to-end benchmark: the jobs gateway against the same reads made directly on the
+//! apiserver with the same tool certificate. Needs the local cluster; run it with
+//!
+//!   bench/run.sh [--tools N] [--json PATH] [...]
+//!
+//! which builds the release gateway, starts the cluster, runs this program
+//! (`cargo bench --bench gateway -- ARGS`) and stops the cluster. See bench/README.md.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures::stream::{self, StreamExt};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{json, Value};
+
+use jobs_gateway::jobs::images::ImageCatalog;
+use jobs_gateway::jobs::labels::ContinuousComponent;
+use jobs_gateway::jobs::objects::{self, BuildContext};
+use jobs_gateway::jobs::request::{fields_from_body, RunRequest};
+use jobs_gateway::jobs::runtime::ToolRuntime;
+use jobs_gateway::jobs::schedule::parse_schedule;
+
+const USAGE: &str = "\
+gateway benchmark: bench/run.sh [options] (or, with a running cluster's env sourced,
+cargo bench --bench gateway -- [options])
+  --tools N            tools to provision and warm (env BENCH_TOOLS, default 100)
+  --jobs-per-tool N    jobs created per tool (default 10: 5 one-off, 3 scheduled, 2 continuous)
+  --seconds S          time limit of one measurement cell (default 5)
+  --max-requests N     request limit of one measurement cell (default 2000)
+  --concurrency LIST   comma-separated concurrency levels (default 1,16,64)
+  --cold-samples N     cold tools measured for the first-request latency (default 20)
+  --memory-only        provision, warm and measure memory only (no throughput cells)
+  --json PATH          write the results as JSON (default bench/results.json)
+  --gateway-bin PATH   the release jobs-gateway binary (env BENCH_GATEWAY_BIN)
+  --work-dir DIR       where tool homes, certificates and logs go (default: a temp dir)
+  --gateway-log LEVEL  RUST_LOG of the gateway (default info, as in production)";
+
+#[derive(Debug, Clone)]
+struct Args {
+    tools: usize,
+    jobs_per_tool: usize,
+    seconds: f64,
+    max_requests: usize,
+    concurrency: Vec<usize>,
+    cold_samples: usize,
+    memory_only: bool,
+    json: PathBuf,
+    gateway_bin: PathBuf,
+    work_dir: Option<PathBuf>,
+    gateway_log: String,
+}
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("gateway bench: {msg}");
+    std::process::exit(2);
+}
+
+fn parse_args(raw: &[String]) -> Args {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut a = Args {
+        tools: std::env::var("BENCH_TOOLS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100),
+        jobs_per_tool: 10,
+        seconds: 5.0,
+        max_requests: 2000,
+        concurrency: vec![1, 16, 64],
+        cold_samples: 20,
+        memory_only: false,
+        json: repo.join("bench/results.json"),
+        gateway_bin: std::env::var("BENCH_GATEWAY_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo.join("target/release/jobs-gateway")),
+        work_dir: None,
+        gateway_log: "info".into(),
+    };
+    let mut it = raw.iter();
+    let num = |v: Option<&String>, flag: &str| -> usize {
+        v.and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| die(format!("{flag} needs a number")))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--bench" => {}
+            "--tools" => a.tools = num(it.next(), arg),
+            "--jobs-per-tool" => a.jobs_per_tool = num(it.next(), arg),
+            "--seconds" => {
+                a.seconds = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| die("--seconds needs a number"))
+            }
+            "--max-requests" => a.max_requests = num(it.next(), arg),
+            "--cold-samples" => a.cold_samples = num(it.next(), arg),
+            "--concurrency" => {
+                a.concurrency = it
+                    .next()
+                    .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+                    .unwrap_or_default();
+                if a.concurrency.is_empty() || a.concurrency.contains(&0) {
+                    die("--concurrency needs a list like 1,16,64");
+                }
+            }
+            "--memory-only" => a.memory_only = true,
+            "--json" => {
+                a.json = it
+                    .next()
+                    .unwrap_or_else(|| die("--json needs a path"))
+                    .into()
+            }
+            "--gateway-bin" => {
+                a.gateway_bin = it
+                    .next()
+                    .unwrap_or_else(|| die("--gateway-bin needs a path"))
+                    .into()
+            }
+            "--work-dir" => {
+                a.work_dir = Some(
+                    it.next()
+                        .unwrap_or_else(|| die("--work-dir needs a path"))
+                        .into(),
+                )
+            }
+            "--gateway-log" => {
+                a.gateway_log = it
+                    .next()
+                    .unwrap_or_else(|| die("--gateway-log needs a level"))
+                    .clone()
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => die(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if a.tools < 2 {
+        die("--tools must be at least 2");
+    }
+    a.cold_samples = a.cold_samples.min(a.tools - 1).max(1);
+    a
+}
+
+// ---------------------------------------------------------------- cluster and tools
+
+struct Cluster {
+    url: String,
+    ca: PathBuf,
+    ca_key: PathBuf,
+    admin_cert: PathBuf,
+    admin_key: PathBuf,
+    run_dir: PathBuf,
+}
+
+fn cluster_from_env() -> Option<Cluster> {
+    let v = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    Some(Cluster {
+        url: v("TJF_KUBE_URL")?,
+        ca: v("TJF_KUBE_CA")?.into(),
+        ca_key: v("TJF_KUBE_CA_KEY")?.into(),
+        admin_cert: v("TJF_KUBE_ADMIN_CERT")?.into(),
+        admin_key: v("TJF_KUBE_ADMIN_KEY")?.into(),
+        run_dir: v("TJF_KUBE_RUN_DIR")?.into(),
+    })
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| die(format!("{}: {e}", p.display())))
+}
+
+/// A kube client built the way the gateway builds a tool's (credentials.rs).
+fn kube_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Client {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut config = kube::Config::new(url.parse().unwrap_or_else(|e| die(e)));
+    config.default_namespace = ns.to_string();
+    config.root_cert =
+        Some(jobs_gateway::credentials::pem_certificates(&read(ca)).unwrap_or_else(|e| die(e)));
+    config.connect_timeout = Some(Duration::from_secs(2));
+    config.read_timeout = Some(Duration::from_secs(30));
+    config.write_timeout = Some(Duration::from_secs(30));
+    config.auth_info.client_certificate_data = Some(b64.encode(read(cert)));
+    config.auth_info.client_key_data = Some(b64.encode(read(key)).into());
+    kube::Client::try_from(config).unwrap_or_else(|e| die(e))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| die(format!("could not start {cmd:?}: {e}")));
+    if !out.status.success() {
+        die(format!(
+            "{cmd:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tool_name(i: usize) -> String {
+    format!("bench{i:04}")
+}
+
+fn ok_or_exists<T>(r: Result<T, kube::Error>, what: &str) {
+    match r {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => die(format!("{what}: {e}")),
+    }
+}
+
+/// Namespace, RoleBinding and LimitRange per tool, as provision-tool.sh makes them, in bulk.
+async fn provision(admin: &kube::Client, tools: &[String]) {
+    stream::iter(tools.iter().cloned())
+        .for_each_concurrent(16, |tool| {
+            let admin = admin.clone();
+            async move {
+                let ns = format!("tool-{tool}");
+                let pp = PostParams::default();
+                let n: Namespace = serde_json::from_value(json!({
+                    "metadata": {"name": ns, "labels": {"toolforge.org/tool": tool}}
+                }))
+                .unwrap_or_else(|e| die(e));
+                ok_or_exists(Api::<Namespace>::all(admin.clone()).create(&pp, &n).await, &ns);
+                let rb: RoleBinding = serde_json::from_value(json!({
+                    "metadata": {"name": "toolforge-tool", "namespace": ns},
+                    "subjects": [{"kind": "User", "name": tool, "apiGroup": "rbac.authorization.k8s.io"}],
+                    "roleRef": {"kind": "ClusterRole", "name": "toolforge-tool", "apiGroup": "rbac.authorization.k8s.io"},
+                }))
+                .unwrap_or_else(|e| die(e));
+                ok_or_exists(
+                    Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&pp, &rb).await,
+                    &ns,
+                );
+                let lr: LimitRange = serde_json::from_value(json!({
+                    "metadata": {"name": "tool-limits", "namespace": ns},
+                    "spec": {"limits": [{
+                        "type": "Container",
+                        "default": {"cpu": "500m", "memory": "512Mi"},
+                        "defaultRequest": {"cpu": "150m", "memory": "256Mi"},
+                        "max": {"cpu": "1", "memory": "4Gi"},
+                    }]},
+                }))
+                .unwrap_or_else(|e| die(e));
+                ok_or_exists(
+                    Api::<LimitRange>::namespaced(admin, &ns).create(&pp, &lr).await,
+                    &ns,
+                );
+            }
+        })
+        .await;
+}
+
+/// The job names of every tool, and the run request body each comes from.
+fn job_bodies(jobs_per_tool: usize) -> Vec<(String, String)> {
+    (0..jobs_per_tool)
+        .map(|j| match j % 10 {
+            0..=4 => {
+                let name = format!("oneoff-{j}");
+                let body = json!({"name": name, "imagename": "bookworm", "cmd": "./batch.sh --all"});
+                (name, body.to_string())
+            }
+            5..=7 => {
+                let name = format!("cron-{j}");
+                let body = json!({"name": name, "imagename": "python3.11", "cmd": "python3 nightly.py", "schedule": "@daily", "emails": "onfailure"});
+                (name, body.to_string())
+            }
+            _ => {
+                let name = format!("web-{j}");
+                let body = json!({"name": name, "imagename": "node18", "cmd": "node server.js", "continuous": true, "port": 8000});
+                (name, body.to_string())
+            }
+        })
+        .collect()
+}
+
+/// Creates the jobs with the admin client, built by the gateway's own object builders (same
+/// labels and shapes as a run through the gateway). Returns the pods to expect.
+async fn create_jobs(admin: &kube::Client, tools: &[String], home_root: &Path, per_tool: usize) {
+    let bodies = job_bodies(per_tool);
+    let catalog = ImageCatalog::builtin();
+    let mut manifests = Vec::new();
+    for tool in tools {
+        let home = home_root.join(tool).display().to_string();
+        for (name, body) in &bodies {
+            let fields = fields_from_body(Some("application/json"), body.as_bytes())
+                .unwrap_or_else(|e| die(e));
+            let req = RunRequest::from_fields(&fields).unwrap_or_else(|e| die(e));
+            let image = catalog
+                .resolve(&req.image)
+                .unwrap_or_else(|| die(format!("no image {}", req.image)));
+            let schedule = req.schedule.as_ref().map(|s| {
+                parse_schedule(s, &format!("tool-{tool} {name}")).unwrap_or_else(|e| die(e))
+            });
+            let manifest = objects::build(
+                &req,
+                &BuildContext {
+                    tool,
+                    home: &home,
+                    image,
+                    continuous_kind: ContinuousComponent::ReplicationControllers,
+                    schedule_actual: schedule.as_ref().map(|s| s.actual.as_str()),
+                },
+            );
+            manifests.push((tool.clone(), manifest));
+        }
+    }
+    stream::iter(manifests)
+        .for_each_concurrent(16, |(tool, manifest)| {
+            let rt = ToolRuntime::new(
+                admin.clone(),
+                &tool,
+                ContinuousComponent::ReplicationControllers,
+            );
+            async move {
+                ok_or_exists(
+                    rt.create(manifest).await,
+                    &format!("creating a job of {tool}"),
+                );
+            }
+        })
+        .await;
+}
+
+fn expected_pods(tools: usize, per_tool: usize) -> usize {
+    tools
+        * (0..per_tool)
+            .filter(|j| matches!(j % 10, 0..=4 | 8..=9))
+            .count()
+}
+
+async fn framework_pods(admin: &kube::Client) -> usize {
+    Api::<Pod>::all(admin.clone())
+        .list_metadata(
+            &ListParams::default()
+                .labels("toolforge=tool,app.kubernetes.io/managed-by=toolforge-jobs-framework"),
+        )
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- the gateway process
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| die(format!("no free port: {e}")))
+}
+
+struct Gateway {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Gateway {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(&mut self) {
+        // SIGTERM to our own child by PID, SIGKILL if it is still there after 3 s.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+fn start_gateway(
+    args: &Args,
+    cluster: &Cluster,
+    pki: &Path,
+    home_root: &Path,
+    work: &Path,
+) -> Gateway {
+    let port = free_port();
+    let admin_port = free_port();
+    let log = work.join("gateway.log");
+    let log_file = std::fs::File::create(&log).unwrap_or_else(|e| die(e));
+    let big = "1000000";
+    let child = Command::new(&args.gateway_bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", &args.gateway_log)
+        .env("JOBS_GATEWAY_DIRECT_ADDR", format!("127.0.0.1:{port}"))
+        .env("JOBS_GATEWAY_INGRESS_ADDR", "")
+        .env("JOBS_GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+        .env("JOBS_GATEWAY_TLS_CERT", pki.join("gateway.crt"))
+        .env("JOBS_GATEWAY_TLS_KEY", pki.join("gateway.key"))
+        .env("JOBS_GATEWAY_CLIENT_CA", &cluster.ca)
+        .env("JOBS_GATEWAY_KUBE_URL", &cluster.url)
+        .env("JOBS_GATEWAY_KUBE_CA", &cluster.ca)
+        .env("JOBS_GATEWAY_HOME_ROOT", home_root)
+        .env("JOBS_GATEWAY_RATE_PER_SEC", big)
+        .env("JOBS_GATEWAY_RATE_BURST", big)
+        .env("JOBS_GATEWAY_WRITE_RATE_PER_SEC", big)
+        .env("JOBS_GATEWAY_WRITE_BURST", big)
+        .env("JOBS_GATEWAY_MAX_IN_FLIGHT", "100000")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| die(format!("starting {}: {e}", args.gateway_bin.display())));
+    let mut gw = Gateway { child, port, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+        {
+            return gw;
+        }
+        if let Ok(Some(status)) = gw.child.try_wait() {
+            die(format!(
+                "the gateway exited with {status}: {}",
+                std::fs::read_to_string(&gw.log).unwrap_or_default()
+            ));
+        }
+        if Instant::now() > deadline {
+            gw.stop();
+            die("the gateway did not start within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+// ---------------------------------------------------------------- requests
+
+fn https_client(ca: &Path, cert: &Path, key: &Path) -> reqwest::Client {
+    let mut pem = read(cert);
+    pem.extend(read(key));
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&read(ca)).unwrap_or_else(|e| die(e)))
+        .identity(reqwest::Identity::from_pem(&pem).unwrap_or_else(|e| die(e)))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|e| die(e))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Via {
+    Gateway,
+    Direct,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Op {
+    List,
+    Show,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::List => "list",
+            Op::Show => "show",
+        }
+    }
+}
+
+struct Shared {
+    base: String,
+    tools: Vec<String>,
+    jobs: Vec<String>,
+    gateway: Vec<reqwest::Client>,
+    direct: Vec<ToolRuntime>,
+}
+
+async fn gateway_get(client: &reqwest::Client, url: &str) -> Result<usize, String> {
+    let resp = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| format!("{e:?}"))?;
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(body.len())
+}
+
+impl Shared {
+    /// Request number `i`: tools in turn, and for show the tool's jobs in turn.
+    async fn call(&self, via: Via, op: Op, i: usize) -> Result<(), String> {
+        let t = i % self.tools.len();
+        let job = &self.jobs[(i / self.tools.len()) % self.jobs.len()];
+        match (via, op) {
+            (Via::Gateway, Op::List) => {
+                gateway_get(&self.gateway[t], &format!("{}/api/v1/list/", self.base))
+                    .await
+                    .map(|_| ())
+            }
+            (Via::Gateway, Op::Show) => gateway_get(
+                &self.gateway[t],
+                &format!("{}/api/v1/show/{job}", self.base),
+            )
+            .await
+            .map(|_| ()),
+            (Via::Direct, Op::List) => self.direct[t]
+                .snapshot(None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            (Via::Direct, Op::Show) => {
+                let snap = self.direct[t]
+                    .snapshot(Some(job))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if snap.is_empty() {
+                    return Err(format!("job {job} of {} not found", self.tools[t]));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    requests: usize,
+    errors: usize,
+    first_error: Option<String>,
+    seconds: f64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    mean_ms: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Runs requests at `concurrency` until `max` were started or `limit` has passed.
+async fn run_cell<F, Fut>(concurrency: usize, limit: Duration, max: usize, f: F) -> Cell
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + limit;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let f = f.clone();
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= max || Instant::now() >= deadline {
+                    break;
+                }
+                let t0 = Instant::now();
+                match f(i).await {
+                    Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = Vec::new();
+    for w in workers {
+        let (l, e) = w.await.unwrap_or_else(|e| die(e));
+        lat.extend(l);
+        errors.extend(e);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Cell {
+        requests: lat.len() + errors.len(),
+        errors: errors.len(),
+        first_error: errors.into_iter().next(),
+        seconds,
+        rps: lat.len() as f64 / seconds,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+        mean_ms: if lat.is_empty() {
+            f64::NAN
+        } else {
+            lat.iter().sum::<f64>() / lat.len() as f64
+        },
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    percentile(v, 0.5)
+}
+
+fn cell_json(c: &Cell) -> Value {
+    json!({
+        "requests": c.requests, "errors": c.errors, "first_error": c.first_error,
+        "seconds": round3(c.seconds), "requests_per_second": round3(c.rps),
+        "p50_ms": round3(c.p50_ms), "p99_ms": round3(c.p99_ms), "mean_ms": round3(c.mean_ms),
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if !raw.iter().any(|a| a == "--bench") {
+        // cargo test --all-targets runs bench targets without --bench: nothing to do here.
+        println!("gateway bench: skipped (not run by cargo bench; use bench/run.sh)");
+        return;
+    }
+    let args = parse_args(&raw);
+    let Some(cluster) = cluster_from_env() else {
+        println!("gateway bench: skipped: no cluster (TJF_KUBE_* unset); run bench/run.sh");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| die(e));
+    runtime.block_on(bench(args, cluster));
+}
+
+fn say(msg: impl std::fmt::Display) {
+    eprintln!("[{}] {msg}", chrono::Utc::now().format("%H:%M:%S"));
+}
+
+async fn bench(args: Args, cluster: Cluster) {
+    let load_start = loadavg();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    say(format!("load at start: {load_start} ({cores} cores)"));
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let _tmp;
+    let work = match &args.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| die(e));
+            d.clone()
+        }
+        None => {
+            _tmp = tempfile::tempdir().unwrap_or_else(|e| die(e));
+            _tmp.path().to_path_buf()
+        }
+    };
+    let home_root = work.join("project");
+    let pki = work.join("pki");
+    std::fs::create_dir_all(&home_root).unwrap_or_else(|e| die(e));
+    let n = args.tools;
+    let tools: Vec<String> = (0..n).map(tool_name).collect();
+    let mint = repo.join("certs-dev/mint.sh");
+
+    // --- provisioning
+    let t = Instant::now();
+    run_ok(
+        Command::new("bash")
+            .arg(&mint)
+            .args(["all", "--out"])
+            .arg(&pki)
+            .arg("--ca-cert")
+            .arg(&cluster.ca)
+            .arg("--ca-key")
+            .arg(&cluster.ca_key),
+    );
+    // The shared ClusterRole (and the first tool) the way the tests make them.
+    run_ok(
+        Command::new("bash")
+            .arg(repo.join("tests/cluster/provision-tool.sh"))
+            .arg(&cluster.run_dir)
+            .arg(&tools[0]),
+    );
+    let admin = kube_client(
+        &cluster.url,
+        &cluster.ca,
+        &cluster.admin_cert,
+        &cluster.admin_key,
+        "default",
+    );
+    provision(&admin, &tools).await;
+    say(format!(
+        "provisioned {n} namespaces in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+
+    let t = Instant::now();
+    let chunks: Vec<Vec<String>> = tools
+        .chunks(n.div_ceil(cores.max(1)))
+        .map(|c| c.to_vec())
+        .collect();
+    let minters: Vec<_> = chunks
+        .into_iter()
+        .map(|names| {
+            Command::new("bash")
+                .arg(&mint)
+                .arg("tool")
+                .arg("--ca-cert")
+                .arg(&cluster.ca)
+                .arg("--ca-key")
+                .arg(&cluster.ca_key)
+                .arg("--tool-root")
+                .arg(&home_root)
+                .arg("--kube-url")
+                .arg(&cluster.url)
+                .arg("--kube-ca")
+                .arg(&cluster.ca)
+                .args(&names)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| die(e))
+        })
+        .collect();
+    for m in minters {
+        let out = m.wait_with_output().unwrap_or_else(|e| die(e));
+        if !out.status.success() {
+            die(format!(
+                "mint.sh tool failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    say(format!(
+        "minted {n} tool certificates in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+
+    let t = Instant::now();
+    create_jobs(&admin, &tools, &home_root, args.jobs_per_tool).await;
+    let want_pods = expected_pods(n, args.jobs_per_tool);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut pods = framework_pods(&admin).await;
+    while pods < want_pods && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pods = framework_pods(&admin).await;
+    }
+    say(format!(
+        "created {} jobs ({pods}/{want_pods} pods made by the controllers) in {:.1} s",
+        n * args.jobs_per_tool,
+        t.elapsed().as_secs_f64()
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // --- clients
+    let cred = |tool: &str| {
+        let d = home_root.join(tool).join(".toolskube");
+        (d.join("client.crt"), d.join("client.key"))
+    };
+    let gateway_clients: Vec<reqwest::Client> = tools
+        .iter()
+        .map(|tl| {
+            let (c, k) = cred(tl);
+            https_client(&cluster.ca, &c, &k)
+        })
+        .collect();
+    let direct: Vec<ToolRuntime> = tools
+        .iter()
+        .map(|tl| {
+            let (c, k) = cred(tl);
+            let client = kube_client(&cluster.url, &cluster.ca, &c, &k, &format!("tool-{tl}"));
+            ToolRuntime::new(client, tl, ContinuousComponent::ReplicationControllers)
+        })
+        .collect();
+    let jobs: Vec<String> = job_bodies(args.jobs_per_tool)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+
+    // --- gateway
+    let mut gw = start_gateway(&args, &cluster, &pki, &home_root, &work);
+    let pid = gw.pid();
+    let base = format!("https://127.0.0.1:{}", gw.port);
+    let shared = Arc::new(Shared {
+        base: base.clone(),
+        tools: tools.clone(),
+        jobs,
+        gateway: gateway_clients,
+        direct,
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_start, _) = memory_kib(pid);
+    say(format!(
+        "gateway pid {pid} on {base}, RSS {} KiB",
+        rss_start
+    ));
+
+    // One warm tool: the one-time costs (TLS configs, runtime threads, allocator arenas).
+    let list_url = format!("{base}/api/v1/list/");
+    let body_len = gateway_get(&shared.gateway[0], &list_url)
+        .await
+        .unwrap_or_else(|e| die(format!("first list through the gateway: {e}")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (rss_one, _) = memory_kib(pid);
+    say(format!(
+        "list of one tool: {body_len} bytes of JSON; RSS with 1 warm tool {rss_one} KiB"
+    ));
+
+    // --- cold vs warm first request (each with a new client connection to the gateway)
+    let mut cold = Vec::new();
+    let mut warm_new = Vec::new();
+    let mut warm_kept = Vec::new();
+    let mut direct_new = Vec::new();
+    let mut direct_kept = Vec::new();
+    for k in 0..args.cold_samples {
+        let ti = 1 + k;
+        let (c, key) = cred(&tools[ti]);
+        let timed = |client: reqwest::Client| {
+            let url = list_url.clone();
+            async move {
+                let t0 = Instant::now();
+                gateway_get(&client, &url)
+                    .await
+                    .unwrap_or_else(|e| die(format!("cold-tool list: {e}")));
+                (t0.elapsed().as_secs_f64() * 1000.0, client)
+            }
+        };
+        let (ms, _) = timed(https_client(&cluster.ca, &c, &key)).await;
+        cold.push(ms);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (ms, again) = timed(https_client(&cluster.ca, &c, &key)).await;
+        warm_new.push(ms);
+        let (ms, _) = timed(again).await;
+        warm_kept.push(ms);
+        // Direct: a new kube client (new TLS connections) vs the same client again.
+        let rt = ToolRuntime::new(
+            kube_client(
+                &cluster.url,
+                &cluster.ca,
+                &c,
+                &key,
+                &format!("tool-{}", tools[ti]),
+            ),
+            &tools[ti],
+            ContinuousComponent::ReplicationControllers,
+        );
+        for out in [&mut direct_new, &mut direct_kept] {
+            let t0 = Instant::now();
+            rt.snapshot(None)
+                .await
+                .unwrap_or_else(|e| die(format!("direct list: {e}")));
+            out.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cold_ms = median(&mut cold);
+    let warm_new_ms = median(&mut warm_new);
+    let warm_kept_ms = median(&mut warm_kept);
+    let direct_new_ms = median(&mut direct_new);
+    let direct_kept_ms = median(&mut direct_kept);
+    say(format!(
+        "cold tool first list {cold_ms:.2} ms, warm (new connection) {warm_new_ms:.2} ms, warm (kept connection) {warm_kept_ms:.2} ms"
+    ));
+
+    // --- warm every tool, then memory
+    let t = Instant::now();
+    let sh = shared.clone();
+    let warm_errors: Vec<String> = stream::iter(0..n)
+        .map(|i| {
+            let sh = sh.clone();
+            async move { sh.call(Via::Gateway, Op::List, i).await.err() }
+        })
+        .buffer_unordered(8)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    if let Some(e) = warm_errors.first() {
+        die(format!(
+            "warming {} tools: {} errors, first: {e}",
+            n,
+            warm_errors.len()
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss_all, hwm_all) = memory_kib(pid);
+    let fds_all = open_fds(pid);
+    let per_tool_kib = (rss_all as f64 - rss_one as f64) / (n as f64 - 1.0);
+    let rss_1000_kib = rss_one as f64 + per_tool_kib * 999.0;
+    say(format!(
+        "warmed {n} tools in {:.1} s: RSS {rss_all} KiB (peak {hwm_all}), {fds_all} open fds, {per_tool_kib:.1} KiB per extra warm tool",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // --- throughput and latency, gateway vs direct
+    let mut cells: BTreeMap<(Op, usize), (Cell, Cell)> = BTreeMap::new();
+    let ops: &[Op] = if args.memory_only {
+        &[]
+    } else {
+        &[Op::List, Op::Show]
+    };
+    for &op in ops {
+        for &c in &args.concurrency {
+            let mut pair = Vec::new();
+            for via in [Via::Direct, Via::Gateway] {
+                let sh = shared.clone();
+                // Warm-up: one request per tool along the measured order is not needed (all
+                // warm); a short burst settles connection pools at this concurrency.
+                let sh2 = sh.clone();
+                run_cell(c, Duration::from_millis(500), c * 4, move |i| {
+                    let sh = sh2.clone();
+                    async move { sh.call(via, op, i).await }
+                })
+                .await;
+                let cell = run_cell(
+                    c,
+                    Duration::from_secs_f64(args.seconds),
+                    args.max_requests,
+                    move |i| {
+                        let sh = sh.clone();
+                        async move { sh.call(via, op, i).await }
+                    },
+                )
+                .await;
+                say(format!(
+                    "{:<4} c={c:<3} {:<7} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} requests, {} errors)",
+                    op.name(),
+                    format!("{via:?}").to_lowercase(),
+                    cell.rps,
+                    cell.p50_ms,
+                    cell.p99_ms,
+                    cell.requests,
+                    cell.errors
+                ));
+                if let Some(e) = &cell.first_error {
+                    say(format!("  first error: {e}"));
+                }
+                pair.push(cell);
+            }
+            let g = pair.pop().unwrap_or_default();
+            let d = pair.pop().unwrap_or_default();
+            cells.insert((op, c), (g, d));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_after, hwm_after) = memory_kib(pid);
+    let fds_after = open_fds(pid);
+    gw.stop();
+    let load_end = loadavg();
+    let gateway_log_lines = std::fs::read_to_string(&gw.log)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+
+    // --- report
+    let load1 = |s: &str| {
+        s.split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let busy = load1(&load_start) > cores as f64 || load1(&load_end) > cores as f64;
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "jobs-gateway benchmark: {n} tools × {} jobs ({} jobs, {pods} pods), loopback, {cores} cores",
+        args.jobs_per_tool,
+        n * args.jobs_per_tool
+    ));
+    line(format!("load average at start: {load_start}"));
+    line(format!("load average at end:   {load_end}"));
+    if busy {
+        line(format!(
+            "NOTE: the load average was above the {cores} cores: other work shared the CPU with the gateway, the apiserver and this client; absolute numbers are pessimistic"
+        ));
+    }
+    line(String::new());
+    if !args.memory_only {
+        line(format!(
+            "cells: at most {} s or {} requests each; requests go to the tools in turn; direct = the same parallel label-selected reads (jobs, cronjob jobs, cronjobs, replicationcontrollers, pods, events) with the tool's own certificate",
+            args.seconds, args.max_requests
+        ));
+        line(format!(
+            "{:<5} {:>3} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>9} {:>9} | {:>6}",
+            "op",
+            "c",
+            "gw req/s",
+            "gw p50",
+            "gw p99",
+            "dir req/s",
+            "dir p50",
+            "dir p99",
+            "p50 ratio",
+            "rps ratio",
+            "errors"
+        ));
+        line("-".repeat(104));
+        for ((op, c), (g, d)) in &cells {
+            line(format!(
+                "{:<5} {:>3} | {:>9.1} {:>6.2}ms {:>6.2}ms | {:>9.1} {:>6.2}ms {:>6.2}ms | {:>8.2}x {:>8.2}x | {:>6}",
+                op.name(),
+                c,
+                g.rps,
+                g.p50_ms,
+                g.p99_ms,
+                d.rps,
+                d.p50_ms,
+                d.p99_ms,
+                g.p50_ms / d.p50_ms,
+                g.rps / d.rps,
+                g.errors + d.errors
+            ));
+        }
+        line(String::new());
+    }
+    line(format!(
+        "first request of a cold tool (median of {}; new client connection each): {cold_ms:.2} ms; warm tool, new connection: {warm_new_ms:.2} ms; warm tool, kept connection: {warm_kept_ms:.2} ms",
+        args.cold_samples
+    ));
+    line(format!(
+        "direct reference: new kube client (new TLS connections) {direct_new_ms:.2} ms; same client again {direct_kept_ms:.2} ms"
+    ));
+    line(format!(
+        "gateway RSS: {} KiB at start, {} KiB with 1 warm tool, {} KiB with {n} warm tools ({} open fds), {} KiB after the load cells (peak {} KiB, {} open fds)",
+        rss_start, rss_one, rss_all, fds_all, rss_after, hwm_after.max(hwm_all), fds_after
+    ));
+    line(format!(
+        "memory per additional warm tool: {per_tool_kib:.1} KiB ((RSS at {n} warm − RSS at 1 warm) / {})",
+        n - 1
+    ));
+    line(format!("gateway log: {gateway_log_lines} lines"));
+    line(String::new());
+
+    // Goals
+    let mut goals = Vec::new();
+    line(format!(
+        "{:<52} {:<38} {:<12} result",
+        "goal", "measured", "target"
+    ));
+    line("-".repeat(112));
+    let mut goal = |name: &str, measured: String, target: &str, ok: Option<bool>| {
+        let res = ok.map_or("n/a", pass);
+        goals.push(json!({"goal": name, "measured": measured, "target": target, "result": res}));
+        format!("{name:<52} {measured:<38} {target:<12} {res}")
+    };
+    let mut goal_lines = Vec::new();
+    if let Some((g, d)) = cells.get(&(Op::List, 1)) {
+        let r = g.p50_ms / d.p50_ms;
+        goal_lines.push(goal(
+            "warm list p50 at c=1, gateway / direct",
+            format!("{r:.2}x ({:.2} ms / {:.2} ms)", g.p50_ms, d.p50_ms),
+            "<= 1.10x",
+            Some(r <= 1.10),
+        ));
+    }
+    let top = args.concurrency.iter().copied().max().unwrap_or(64);
+    for op in [Op::List, Op::Show] {
+        if let Some((g, d)) = cells.get(&(op, top)) {
+            let r = g.rps / d.rps;
+            goal_lines.push(goal(
+                &format!("{} throughput at c={top}, gateway / direct", op.name()),
+                format!("{r:.2} ({:.0} / {:.0} req/s)", g.rps, d.rps),
+                ">= 0.90",
+                Some(r >= 0.90 && g.errors == 0),
+            ));
+        }
+    }
+    let delta = cold_ms - warm_new_ms;
+    goal_lines.push(goal(
+        "cold tool first request, above warm",
+        format!("+{delta:.2} ms ({cold_ms:.2} vs {warm_new_ms:.2} ms)"),
+        "<= 15 ms",
+        Some(delta <= 15.0),
+    ));
+    let (rss_1000_mb, how) = if n >= 1000 {
+        (
+            rss_all as f64 / 1024.0,
+            format!("measured with {n} warm tools"),
+        )
+    } else {
+        (
+            rss_1000_kib / 1024.0,
+            format!(
+                "EXTRAPOLATED from N={n}: {:.1} MiB + 999 × {per_tool_kib:.1} KiB",
+                rss_one as f64 / 1024.0
+            ),
+        )
+    };
+    goal_lines.push(goal(
+        "RSS with 1,000 warm tools",
+        format!("{rss_1000_mb:.1} MiB"),
+        "<= 40 MiB",
+        Some(rss_1000_mb <= 40.0),
+    ));
+    for l in goal_lines {
+        line(l);
+    }
+    line(format!("  (RSS: {how})"));
+    print!("{out}");
+
+    let results = json!({
+        "tools": n,
+        "jobs_per_tool": args.jobs_per_tool,
+        "pods": pods,
+        "cores": cores,
+        "loadavg_start": load_start,
+        "loadavg_end": load_end,
+        "busy": busy,
+        "cell_seconds": args.seconds,
+        "cell_max_requests": args.max_requests,
+        "cells": cells.iter().map(|((op, c), (g, d))| json!({
+            "op": op.name(), "concurrency": c,
+            "gateway": cell_json(g), "direct": cell_json(d),
+            "p50_ratio": round3(g.p50_ms / d.p50_ms), "rps_ratio": round3(g.rps / d.rps),
+        })).collect::<Vec<_>>(),
+        "cold_first_request": {
+            "samples": args.cold_samples,
+            "cold_ms": round3(cold_ms), "warm_new_connection_ms": round3(warm_new_ms),
+            "warm_kept_connection_ms": round3(warm_kept_ms),
+            "direct_new_client_ms": round3(direct_new_ms), "direct_same_client_ms": round3(direct_kept_ms),
+        },
+        "memory": {
+            "rss_start_kib": rss_start, "rss_one_warm_kib": rss_one, "rss_all_warm_kib": rss_all,
+            "open_fds_all_warm": fds_all, "rss_after_load_kib": rss_after, "peak_kib": hwm_after.max(hwm_all),
+            "open_fds_after_load": fds_after,
+            "per_warm_tool_kib": round3(per_tool_kib),
+            "rss_1000_tools_mib": round3(rss_1000_mb), "rss_1000_basis": how,
+        },
+        "goals": goals,
+    });
+    if let Some(dir) = args.json.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(
+        &args.json,
+        serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
+    )
+    .unwrap_or_else(|e| die(format!("{}: {e}", args.json.display())));
+    say(format!("wrote {}", args.json.display()));
+}
