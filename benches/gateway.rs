@@ -40,6 +40,7 @@ cargo bench --bench gateway -- [options])
   --max-requests N     request limit of one measurement cell (default 2000)
   --concurrency LIST   comma-separated concurrency levels (default 1,16,64)
   --cold-samples N     cold tools measured for the first-request latency (default 20)
+  --rounds N           split each cell into N alternating direct/gateway rounds (default 4)
   --memory-only        provision, warm and measure memory only (no throughput cells)
   --json PATH          write the results as JSON (default bench/results.json)
   --gateway-bin PATH   the release jobs-gateway binary (env BENCH_GATEWAY_BIN)
@@ -54,6 +55,7 @@ struct Args {
     max_requests: usize,
     concurrency: Vec<usize>,
     cold_samples: usize,
+    rounds: usize,
     memory_only: bool,
     json: PathBuf,
     gateway_bin: PathBuf,
@@ -78,6 +80,7 @@ fn parse_args(raw: &[String]) -> Args {
         max_requests: 2000,
         concurrency: vec![1, 16, 64],
         cold_samples: 20,
+        rounds: 4,
         memory_only: false,
         json: repo.join("bench/results.json"),
         gateway_bin: std::env::var("BENCH_GATEWAY_BIN")
@@ -104,6 +107,7 @@ fn parse_args(raw: &[String]) -> Args {
             }
             "--max-requests" => a.max_requests = num(it.next(), arg),
             "--cold-samples" => a.cold_samples = num(it.next(), arg),
+            "--rounds" => a.rounds = num(it.next(), arg).max(1),
             "--concurrency" => {
                 a.concurrency = it
                     .next()
@@ -466,6 +470,30 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user + system) of a process so far, in milliseconds.
+fn cpu_ms(pid: u32, ticks_per_sec: f64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is field 3, utime 14, stime 15.
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) * 1000.0 / ticks_per_sec
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -579,6 +607,8 @@ struct Cell {
     p50_ms: f64,
     p99_ms: f64,
     mean_ms: f64,
+    /// CPU time (user + system) the gateway process used per request in this cell.
+    gateway_cpu_ms: Option<f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -589,13 +619,55 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-/// Runs requests at `concurrency` until `max` were started or `limit` has passed.
-async fn run_cell<F, Fut>(concurrency: usize, limit: Duration, max: usize, f: F) -> Cell
+/// Latencies (ms) of the successful requests of one run, the errors, and its wall time.
+#[derive(Default)]
+struct Raw {
+    lat: Vec<f64>,
+    errors: Vec<String>,
+    seconds: f64,
+}
+
+impl Raw {
+    fn merge(&mut self, other: Raw) {
+        self.lat.extend(other.lat);
+        self.errors.extend(other.errors);
+        self.seconds += other.seconds;
+    }
+
+    fn cell(mut self) -> Cell {
+        self.lat.sort_by(|a, b| a.total_cmp(b));
+        let lat = &self.lat;
+        Cell {
+            requests: lat.len() + self.errors.len(),
+            errors: self.errors.len(),
+            first_error: self.errors.first().cloned(),
+            seconds: self.seconds,
+            rps: lat.len() as f64 / self.seconds,
+            p50_ms: percentile(lat, 0.5),
+            p99_ms: percentile(lat, 0.99),
+            mean_ms: if lat.is_empty() {
+                f64::NAN
+            } else {
+                lat.iter().sum::<f64>() / lat.len() as f64
+            },
+            gateway_cpu_ms: None,
+        }
+    }
+}
+
+/// Runs requests `first..first+max` at `concurrency` until all were started or `limit` has
+/// passed; a request started before the limit is waited for.
+async fn run_cell<F, Fut>(
+    concurrency: usize,
+    limit: Duration,
+    first: usize,
+    max: usize,
+    f: Arc<F>,
+) -> Raw
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send,
 {
-    let f = Arc::new(f);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let deadline = start + limit;
@@ -612,7 +684,7 @@ where
                     break;
                 }
                 let t0 = Instant::now();
-                match f(i).await {
+                match f(first + i).await {
                     Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
                     Err(e) => errors.push(e),
                 }
@@ -620,29 +692,14 @@ where
             (lat, errors)
         }));
     }
-    let mut lat = Vec::new();
-    let mut errors = Vec::new();
+    let mut raw = Raw::default();
     for w in workers {
         let (l, e) = w.await.unwrap_or_else(|e| die(e));
-        lat.extend(l);
-        errors.extend(e);
+        raw.lat.extend(l);
+        raw.errors.extend(e);
     }
-    let seconds = start.elapsed().as_secs_f64();
-    lat.sort_by(|a, b| a.total_cmp(b));
-    Cell {
-        requests: lat.len() + errors.len(),
-        errors: errors.len(),
-        first_error: errors.into_iter().next(),
-        seconds,
-        rps: lat.len() as f64 / seconds,
-        p50_ms: percentile(&lat, 0.5),
-        p99_ms: percentile(&lat, 0.99),
-        mean_ms: if lat.is_empty() {
-            f64::NAN
-        } else {
-            lat.iter().sum::<f64>() / lat.len() as f64
-        },
-    }
+    raw.seconds = start.elapsed().as_secs_f64();
+    raw
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -655,6 +712,7 @@ fn cell_json(c: &Cell) -> Value {
         "requests": c.requests, "errors": c.errors, "first_error": c.first_error,
         "seconds": round3(c.seconds), "requests_per_second": round3(c.rps),
         "p50_ms": round3(c.p50_ms), "p99_ms": round3(c.p99_ms), "mean_ms": round3(c.mean_ms),
+        "gateway_cpu_ms_per_request": c.gateway_cpu_ms.map(round3),
     })
 }
 
@@ -950,6 +1008,7 @@ async fn bench(args: Args, cluster: Cluster) {
 
     // --- throughput and latency, gateway vs direct
     let mut cells: BTreeMap<(Op, usize), (Cell, Cell)> = BTreeMap::new();
+    let ticks = clock_ticks();
     let ops: &[Op] = if args.memory_only {
         &[]
     } else {
@@ -957,31 +1016,41 @@ async fn bench(args: Args, cluster: Cluster) {
     };
     for &op in ops {
         for &c in &args.concurrency {
-            let mut pair = Vec::new();
-            for via in [Via::Direct, Via::Gateway] {
+            let call = |via: Via| {
                 let sh = shared.clone();
-                // Warm-up: one request per tool along the measured order is not needed (all
-                // warm); a short burst settles connection pools at this concurrency.
-                let sh2 = sh.clone();
-                run_cell(c, Duration::from_millis(500), c * 4, move |i| {
-                    let sh = sh2.clone();
+                Arc::new(move |i: usize| {
+                    let sh = sh.clone();
                     async move { sh.call(via, op, i).await }
                 })
-                .await;
-                let cell = run_cell(
-                    c,
-                    Duration::from_secs_f64(args.seconds),
-                    args.max_requests,
-                    move |i| {
-                        let sh = sh.clone();
-                        async move { sh.call(via, op, i).await }
-                    },
-                )
-                .await;
+            };
+            // Warm-up: every tool once on both sides (warm connection pools for every tool),
+            // and at least 4 requests per worker.
+            for via in [Via::Direct, Via::Gateway] {
+                run_cell(c, Duration::from_secs(30), 0, (c * 4).max(n), call(via)).await;
+            }
+            // The cell's time and request budget per side, in alternating rounds (direct,
+            // gateway, direct, ...) so that a change of the machine's load hits both sides.
+            let rounds = args.rounds;
+            let mut raw_d = Raw::default();
+            let mut raw_g = Raw::default();
+            let mut gateway_cpu = 0.0;
+            for r in 0..rounds {
+                let limit = Duration::from_secs_f64(args.seconds / rounds as f64);
+                let max = args.max_requests.div_ceil(rounds);
+                raw_d.merge(run_cell(c, limit, r * max, max, call(Via::Direct)).await);
+                let cpu_before = cpu_ms(pid, ticks);
+                raw_g.merge(run_cell(c, limit, r * max, max, call(Via::Gateway)).await);
+                gateway_cpu += cpu_ms(pid, ticks) - cpu_before;
+            }
+            let d = raw_d.cell();
+            let mut g = raw_g.cell();
+            if g.requests > 0 {
+                g.gateway_cpu_ms = Some(gateway_cpu / g.requests as f64);
+            }
+            for (via, cell) in [("direct", &d), ("gateway", &g)] {
                 say(format!(
-                    "{:<4} c={c:<3} {:<7} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} requests, {} errors)",
+                    "{:<4} c={c:<3} {via:<7} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} requests, {} errors)",
                     op.name(),
-                    format!("{via:?}").to_lowercase(),
                     cell.rps,
                     cell.p50_ms,
                     cell.p99_ms,
@@ -991,10 +1060,7 @@ async fn bench(args: Args, cluster: Cluster) {
                 if let Some(e) = &cell.first_error {
                     say(format!("  first error: {e}"));
                 }
-                pair.push(cell);
             }
-            let g = pair.pop().unwrap_or_default();
-            let d = pair.pop().unwrap_or_default();
             cells.insert((op, c), (g, d));
         }
     }
@@ -1035,11 +1101,11 @@ async fn bench(args: Args, cluster: Cluster) {
     line(String::new());
     if !args.memory_only {
         line(format!(
-            "cells: at most {} s or {} requests each; requests go to the tools in turn; direct = the same parallel label-selected reads (jobs, cronjob jobs, cronjobs, replicationcontrollers, pods, events) with the tool's own certificate",
-            args.seconds, args.max_requests
+            "cells: at most {} s or {} requests per side, in {} alternating rounds (direct, gateway, ...); requests go to the tools in turn; direct = the same parallel label-selected reads (jobs, cronjob jobs, cronjobs, replicationcontrollers, pods, events) with the tool's own certificate",
+            args.seconds, args.max_requests, args.rounds
         ));
         line(format!(
-            "{:<5} {:>3} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>9} {:>9} | {:>6}",
+            "{:<5} {:>3} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>9} {:>9} | {:>10} | {:>6}",
             "op",
             "c",
             "gw req/s",
@@ -1050,12 +1116,13 @@ async fn bench(args: Args, cluster: Cluster) {
             "dir p99",
             "p50 ratio",
             "rps ratio",
+            "gw CPU/req",
             "errors"
         ));
-        line("-".repeat(104));
+        line("-".repeat(117));
         for ((op, c), (g, d)) in &cells {
             line(format!(
-                "{:<5} {:>3} | {:>9.1} {:>6.2}ms {:>6.2}ms | {:>9.1} {:>6.2}ms {:>6.2}ms | {:>8.2}x {:>8.2}x | {:>6}",
+                "{:<5} {:>3} | {:>9.1} {:>6.2}ms {:>6.2}ms | {:>9.1} {:>6.2}ms {:>6.2}ms | {:>8.3}x {:>8.3}x | {:>8.2}ms | {:>6}",
                 op.name(),
                 c,
                 g.rps,
@@ -1066,6 +1133,7 @@ async fn bench(args: Args, cluster: Cluster) {
                 d.p99_ms,
                 g.p50_ms / d.p50_ms,
                 g.rps / d.rps,
+                g.gateway_cpu_ms.unwrap_or(f64::NAN),
                 g.errors + d.errors
             ));
         }
@@ -1106,7 +1174,7 @@ async fn bench(args: Args, cluster: Cluster) {
         let r = g.p50_ms / d.p50_ms;
         goal_lines.push(goal(
             "warm list p50 at c=1, gateway / direct",
-            format!("{r:.2}x ({:.2} ms / {:.2} ms)", g.p50_ms, d.p50_ms),
+            format!("{r:.3}x ({:.2} ms / {:.2} ms)", g.p50_ms, d.p50_ms),
             "<= 1.10x",
             Some(r <= 1.10),
         ));
@@ -1117,7 +1185,7 @@ async fn bench(args: Args, cluster: Cluster) {
             let r = g.rps / d.rps;
             goal_lines.push(goal(
                 &format!("{} throughput at c={top}, gateway / direct", op.name()),
-                format!("{r:.2} ({:.0} / {:.0} req/s)", g.rps, d.rps),
+                format!("{r:.3} ({:.1} / {:.1} req/s)", g.rps, d.rps),
                 ">= 0.90",
                 Some(r >= 0.90 && g.errors == 0),
             ));
@@ -1166,6 +1234,7 @@ async fn bench(args: Args, cluster: Cluster) {
         "busy": busy,
         "cell_seconds": args.seconds,
         "cell_max_requests": args.max_requests,
+        "cell_rounds": args.rounds,
         "cells": cells.iter().map(|((op, c), (g, d))| json!({
             "op": op.name(), "concurrency": c,
             "gateway": cell_json(g), "direct": cell_json(d),
