@@ -42,6 +42,8 @@ cargo bench --bench gateway -- [options])
   --cold-samples N     cold tools measured for the first-request latency (default 20)
   --rounds N           split each cell into N alternating direct/gateway rounds (default 4)
   --memory-only        provision, warm and measure memory only (no throughput cells)
+  --direct-http1       direct baseline with a stock kube client (HTTP/1.1) instead of one
+                       built like the gateway's (HTTP/2)
   --json PATH          write the results as JSON (default bench/results.json)
   --gateway-bin PATH   the release jobs-gateway binary (env BENCH_GATEWAY_BIN)
   --work-dir DIR       where tool homes, certificates and logs go (default: a temp dir)
@@ -57,6 +59,7 @@ struct Args {
     cold_samples: usize,
     rounds: usize,
     memory_only: bool,
+    direct_http1: bool,
     json: PathBuf,
     gateway_bin: PathBuf,
     work_dir: Option<PathBuf>,
@@ -82,6 +85,7 @@ fn parse_args(raw: &[String]) -> Args {
         cold_samples: 20,
         rounds: 4,
         memory_only: false,
+        direct_http1: false,
         json: repo.join("bench/results.json"),
         gateway_bin: std::env::var("BENCH_GATEWAY_BIN")
             .map(PathBuf::from)
@@ -118,6 +122,7 @@ fn parse_args(raw: &[String]) -> Args {
                 }
             }
             "--memory-only" => a.memory_only = true,
+            "--direct-http1" => a.direct_http1 = true,
             "--json" => {
                 a.json = it
                     .next()
@@ -184,8 +189,49 @@ fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| die(format!("{}: {e}", p.display())))
 }
 
-/// A kube client built the way the gateway builds a tool's (credentials.rs).
-fn kube_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Client {
+/// Which client the direct baseline uses.
+static DIRECT_HTTP1: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A tool's kube client for the direct baseline: by default built the way the gateway builds
+/// one (credentials.rs: HTTP/2 when the apiserver offers it, one connection per tool), with
+/// `--direct-http1` a stock `kube::Client` (HTTP/1.1, one connection per parallel read).
+fn tool_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Client {
+    if DIRECT_HTTP1.load(Ordering::Relaxed) {
+        return kube_client(url, ca, cert, key, ns);
+    }
+    let config = kube_config(url, ca, cert, key, ns);
+    http2_client(&config).unwrap_or_else(|e| die(e))
+}
+
+/// The same construction as the gateway's `build_http2_client` (private there).
+fn http2_client(config: &kube::Config) -> Result<kube::Client, kube::Error> {
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+    let tls = config.rustls_client_config()?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(2)));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .timer(hyper_util::rt::TokioTimer::new())
+            .build(https);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper_client);
+    Ok(kube::Client::new(service, config.default_namespace.clone()))
+}
+
+fn kube_config(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Config {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut config = kube::Config::new(url.parse().unwrap_or_else(|e| die(e)));
     config.default_namespace = ns.to_string();
@@ -196,7 +242,12 @@ fn kube_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube:
     config.write_timeout = Some(Duration::from_secs(30));
     config.auth_info.client_certificate_data = Some(b64.encode(read(cert)));
     config.auth_info.client_key_data = Some(b64.encode(read(key)).into());
-    kube::Client::try_from(config).unwrap_or_else(|e| die(e))
+    config
+}
+
+/// A stock kube client (HTTP/1.1).
+fn kube_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Client {
+    kube::Client::try_from(kube_config(url, ca, cert, key, ns)).unwrap_or_else(|e| die(e))
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -738,6 +789,7 @@ fn main() {
         return;
     }
     let args = parse_args(&raw);
+    DIRECT_HTTP1.store(args.direct_http1, Ordering::Relaxed);
     let Some(cluster) = cluster_from_env() else {
         println!("gateway bench: skipped: no cluster (TJF_KUBE_* unset); run bench/run.sh");
         return;
@@ -883,7 +935,7 @@ async fn bench(args: Args, cluster: Cluster) {
         .iter()
         .map(|tl| {
             let (c, k) = cred(tl);
-            let client = kube_client(&cluster.url, &cluster.ca, &c, &k, &format!("tool-{tl}"));
+            let client = tool_client(&cluster.url, &cluster.ca, &c, &k, &format!("tool-{tl}"));
             ToolRuntime::new(client, tl, ContinuousComponent::ReplicationControllers)
         })
         .collect();
@@ -949,7 +1001,7 @@ async fn bench(args: Args, cluster: Cluster) {
         warm_kept.push(ms);
         // Direct: a new kube client (new TLS connections) vs the same client again.
         let rt = ToolRuntime::new(
-            kube_client(
+            tool_client(
                 &cluster.url,
                 &cluster.ca,
                 &c,
@@ -1101,8 +1153,15 @@ async fn bench(args: Args, cluster: Cluster) {
     line(String::new());
     if !args.memory_only {
         line(format!(
-            "cells: at most {} s or {} requests per side, in {} alternating rounds (direct, gateway, ...); requests go to the tools in turn; direct = the same parallel label-selected reads (jobs, cronjob jobs, cronjobs, replicationcontrollers, pods, events) with the tool's own certificate",
-            args.seconds, args.max_requests, args.rounds
+            "cells: at most {} s or {} requests per side, in {} alternating rounds (direct, gateway, ...); requests go to the tools in turn; direct = the same parallel label-selected reads (jobs, cronjob jobs, cronjobs, replicationcontrollers, pods, events) with the tool's own certificate, {}",
+            args.seconds,
+            args.max_requests,
+            args.rounds,
+            if args.direct_http1 {
+                "stock kube client (HTTP/1.1)"
+            } else {
+                "kube client built like the gateway's (HTTP/2)"
+            }
         ));
         line(format!(
             "{:<5} {:>3} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>9} {:>9} | {:>10} | {:>6}",
@@ -1235,6 +1294,7 @@ async fn bench(args: Args, cluster: Cluster) {
         "cell_seconds": args.seconds,
         "cell_max_requests": args.max_requests,
         "cell_rounds": args.rounds,
+        "direct_client": if args.direct_http1 { "http1" } else { "http2" },
         "cells": cells.iter().map(|((op, c), (g, d))| json!({
             "op": op.name(), "concurrency": c,
             "gateway": cell_json(g), "direct": cell_json(d),
