@@ -79,15 +79,12 @@ fn job_template_spec(template: Value, req: &RunRequest) -> Value {
     spec
 }
 
-fn pod_template(req: &RunRequest, ctx: &BuildContext<'_>, component: Component) -> Value {
-    let labels = labels::object_labels(
-        ctx.tool,
-        &req.name,
-        component,
-        req.filelog,
-        &req.emails,
-        &req.mount,
-    );
+fn pod_template(
+    req: &RunRequest,
+    ctx: &BuildContext<'_>,
+    component: Component,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Value {
     let restart = match component {
         Component::Continuous(_) => "Always",
         _ => "Never",
@@ -199,7 +196,7 @@ fn build_plain(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
         &req.emails,
         &req.mount,
     );
-    let template = pod_template(req, ctx, component);
+    let template = pod_template(req, ctx, component, &labels);
     match component {
         Component::Jobs => json!({
             "apiVersion": "batch/v1",
