@@ -318,7 +318,7 @@ fn build_http2_client(
             // the apiserver always speaks HTTP/2 over TLS; HTTP/2 only lets the parallel reads of
             // a tool's first request share one connection instead of racing six handshakes
             .http2_only(true)
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
             .timer(hyper_util::rt::TokioTimer::new())
             .build(https);
     let service = ServiceBuilder::new()
