@@ -200,35 +200,8 @@ fn tool_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube:
         return kube_client(url, ca, cert, key, ns);
     }
     let config = kube_config(url, ca, cert, key, ns);
-    http2_client(&config).unwrap_or_else(|e| die(e))
-}
-
-/// The same construction as the gateway's `build_http2_client` (private there).
-fn http2_client(config: &kube::Config) -> Result<kube::Client, kube::Error> {
-    use kube::client::ConfigExt;
-    use tower::ServiceBuilder;
-    let tls = config.rustls_client_config()?;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(2)));
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .timer(hyper_util::rt::TokioTimer::new())
-            .build(https);
-    let service = ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .option_layer(config.auth_layer()?)
-        .map_err(tower::BoxError::from)
-        .service(hyper_client);
-    Ok(kube::Client::new(service, config.default_namespace.clone()))
+    jobs_gateway::credentials::build_http2_client(&config, Duration::from_secs(2))
+        .unwrap_or_else(|e| die(e))
 }
 
 fn kube_config(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Config {

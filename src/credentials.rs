@@ -297,7 +297,7 @@ impl CredentialStore {
 /// A kube client that speaks HTTP/2 to the apiserver when it can: the parallel reads of one
 /// request share one connection (and one TLS handshake) instead of opening one each, which
 /// matters for the first request of a tool and for memory with many warm tools.
-fn build_http2_client(
+pub fn build_http2_client(
     config: &kube::Config,
     connect_timeout: Duration,
 ) -> Result<kube::Client, kube::Error> {

@@ -98,17 +98,28 @@ pub async fn show_view(state: &AppState, caller: &Caller, name: &str) -> Result<
         .ok_or_else(|| not_found(name))
 }
 
+/// The caller's runtime for an operation on the job `name` (which is recorded for the audit
+/// line); a name that breaks the naming rules cannot exist, so it is simply not found.
+async fn runtime_for_job(
+    state: &AppState,
+    caller: &Caller,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<ToolRuntime, ApiError> {
+    ctx.set_job(name);
+    if check_job_name(name).is_err() {
+        return Err(not_found(name));
+    }
+    runtime(state, caller).await
+}
+
 pub async fn delete_job(
     state: &AppState,
     caller: &Caller,
     ctx: &RequestContext,
     name: &str,
 ) -> Result<(), ApiError> {
-    ctx.set_job(name);
-    if check_job_name(name).is_err() {
-        return Err(not_found(name));
-    }
-    let rt = runtime(state, caller).await?;
+    let rt = runtime_for_job(state, caller, ctx, name).await?;
     if !rt
         .exists(name)
         .await
@@ -134,11 +145,7 @@ pub async fn restart_job(
     ctx: &RequestContext,
     name: &str,
 ) -> Result<(), ApiError> {
-    ctx.set_job(name);
-    if check_job_name(name).is_err() {
-        return Err(not_found(name));
-    }
-    let rt = runtime(state, caller).await?;
+    let rt = runtime_for_job(state, caller, ctx, name).await?;
     let existing = rt
         .existing(name)
         .await
