@@ -54,6 +54,8 @@ pub struct Config {
     /// Default job quotas: running (one-off + continuous) and scheduled jobs per tool.
     pub max_running_jobs: u32,
     pub max_scheduled_jobs: u32,
+    /// Extra prefix the routes are also served under (`/jobs`: the CLIs' default base URLs).
+    pub route_prefix: String,
     /// Optional YAML file with per-tool quota overrides.
     pub quotas_file: Option<PathBuf>,
     /// Most credential reads in flight at once (each may hang on NFS).
@@ -160,6 +162,7 @@ impl Config {
             max_running_jobs: number("JOBS_GATEWAY_MAX_RUNNING_JOBS", 16u32)?,
             max_scheduled_jobs: number("JOBS_GATEWAY_MAX_SCHEDULED_JOBS", 34u32)?,
             quotas_file: var("JOBS_GATEWAY_QUOTAS_FILE").map(PathBuf::from),
+            route_prefix: var("JOBS_GATEWAY_ROUTE_PREFIX").unwrap_or_else(|| "/jobs".into()),
             max_blocking_reads: number("JOBS_GATEWAY_MAX_BLOCKING_READS", 64usize)?,
         };
         for (name, value) in [
@@ -182,6 +185,20 @@ impl Config {
             return Err(ConfigError(
                 "neither JOBS_GATEWAY_DIRECT_ADDR nor JOBS_GATEWAY_INGRESS_ADDR is set".into(),
             ));
+        }
+        let p = &cfg.route_prefix;
+        let prefix_ok = p.starts_with('/')
+            && !p.ends_with('/')
+            && p.len() <= 100
+            && !p
+                .split('/')
+                .any(|seg| seg == "v1" || seg == "api" || seg == "..")
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/-_.".contains(&b));
+        if !prefix_ok {
+            return Err(ConfigError(format!(
+                "JOBS_GATEWAY_ROUTE_PREFIX={p:?}: use a path like /jobs (lower case, no trailing '/', no 'api' or 'v1' segment)"
+            )));
         }
         if cfg.ingress_org == cfg.organisation {
             return Err(ConfigError(

@@ -220,3 +220,27 @@ async fn metrics_move_with_traffic_and_responses_carry_request_ids() {
         "{after}"
     );
 }
+
+#[tokio::test]
+async fn routes_are_served_under_the_configured_prefix() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tool = "pfx-alice";
+    provision(&pki, tool);
+    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_ROUTE_PREFIX", "/gw")]);
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    for path in [
+        "/gw/api/v1/list/",
+        "/api/v1/list/",
+        "/gw/v1/tool/pfx-alice/jobs/",
+    ] {
+        let (status, body) = call(client.get(gw.direct_url(path))).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, _) = call(client.get(gw.direct_url("/jobs/api/v1/list/"))).await;
+    assert_eq!(status, 404, "the default prefix is replaced, not added");
+    let (_, doc) = call(client.get(gw.direct_url("/openapi.json"))).await;
+    assert!(doc["paths"]["/gw/api/v1/list/"]["get"].is_object());
+    assert!(doc["paths"].get("/jobs/api/v1/list/").is_none());
+}

@@ -54,15 +54,15 @@ impl AppState {
 /// A router under construction that also records what it serves, for the OpenAPI document.
 struct Routes {
     router: Router<AppState>,
-    prefix: &'static str,
+    prefix: String,
     served: Vec<(&'static str, String)>,
 }
 
 impl Routes {
-    fn new(prefix: &'static str) -> Self {
+    fn new(prefix: &str) -> Self {
         Self {
             router: Router::new(),
-            prefix,
+            prefix: prefix.to_string(),
             served: Vec::new(),
         }
     }
@@ -90,7 +90,7 @@ impl Routes {
 }
 
 /// Release 13 (`run/`, `show/N`, …) and release 14 (`jobs/`, `jobs/N`, …) routes.
-fn legacy_routes(prefix: &'static str) -> Routes {
+fn legacy_routes(prefix: &str) -> Routes {
     use handlers::*;
     Routes::new(prefix)
         .add("/run/", &["post"], post(legacy_run))
@@ -128,7 +128,7 @@ fn legacy_routes(prefix: &'static str) -> Routes {
 }
 
 /// 16.x routes under `/v1/tool/{tool}`.
-fn v1_routes(prefix: &'static str) -> Routes {
+fn v1_routes(prefix: &str) -> Routes {
     Routes::new(prefix)
         .add(
             "/tool/{tool}/jobs/",
@@ -155,7 +155,7 @@ fn v1_routes(prefix: &'static str) -> Routes {
 }
 
 /// The logs service routes of 16.2 (`/logs/v1/tool/{tool}/job/{name}/…`).
-fn logs_routes(prefix: &'static str) -> Routes {
+fn logs_routes(prefix: &str) -> Routes {
     Routes::new(prefix)
         .exact(
             "/tool/{tool}/job/{name}/logs",
@@ -169,27 +169,27 @@ fn logs_routes(prefix: &'static str) -> Routes {
         )
 }
 
-/// Every authenticated route, under each generation's default prefixes, and the list of
-/// (method, path) served.
-fn job_routes() -> (Router<AppState>, Vec<(&'static str, String)>) {
+/// Every authenticated route, bare and under `prefix` (default `/jobs`, where the CLIs' default
+/// base URLs point), and the list of (method, path) served.
+fn job_routes(prefix: &str) -> (Router<AppState>, Vec<(&'static str, String)>) {
     let mut router = Router::new();
     let mut served = Vec::new();
     for r in [
         legacy_routes("/api/v1"),
-        legacy_routes("/jobs/api/v1"),
+        legacy_routes(&format!("{prefix}/api/v1")),
         v1_routes("/v1"),
-        v1_routes("/jobs/v1"),
+        v1_routes(&format!("{prefix}/v1")),
         logs_routes("/logs/v1"),
     ] {
-        router = router.nest(r.prefix, r.router);
+        router = router.nest(&r.prefix, r.router);
         served.extend(r.served);
     }
     (router, served)
 }
 
 /// (method, path) of every authenticated route.
-pub fn served_routes() -> Vec<(&'static str, String)> {
-    job_routes().1
+pub fn served_routes(prefix: &str) -> Vec<(&'static str, String)> {
+    job_routes(prefix).1
 }
 
 async fn v1_healthz() -> Json<serde_json::Value> {
@@ -206,7 +206,7 @@ pub fn router(state: AppState, listener: Listener) -> Router {
         rate_limits: state.rate_limits.clone(),
     });
     let load = state.load.clone();
-    let (routes, served) = job_routes();
+    let (routes, served) = job_routes(&state.config.route_prefix);
     let doc = Arc::new(openapi::document(&served));
     let authed = routes
         .layer(axum::middleware::from_fn_with_state(

@@ -15,6 +15,11 @@ struct Op {
     query: &'static [(&'static str, &'static str)],
 }
 
+/// Release 13/14 routes live under `…/api/v1/`; 16.x ones under `…/v1/`.
+fn is_legacy(path: &str) -> bool {
+    path.contains("/api/v1/")
+}
+
 fn schema(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -33,12 +38,10 @@ fn messages_only() -> Value {
 
 /// Describes a served (method, path); `None` means the route is undocumented (a test fails).
 fn describe(method: &str, path: &str) -> Option<Op> {
-    let legacy = path.starts_with("/api/v1/") || path.starts_with("/jobs/api/v1/");
-    let tail = path
-        .trim_start_matches("/jobs")
-        .trim_start_matches("/api/v1")
-        .trim_start_matches("/v1")
-        .trim_start_matches("/logs/v1");
+    let legacy = is_legacy(path);
+    // the part after the generation's prefix (whatever the configured route prefix is)
+    let marker = if legacy { "/api/v1" } else { "/v1" };
+    let tail = path.find(marker).map(|i| &path[i + marker.len()..])?;
     let logs_q: &[(&str, &str)] = &[
         (
             "follow",
@@ -353,7 +356,7 @@ pub fn document(served: &[(&'static str, String)]) -> Value {
         let Some(op) = describe(method, path) else {
             continue;
         };
-        let legacy = path.starts_with("/api/v1/") || path.starts_with("/jobs/api/v1/");
+        let legacy = is_legacy(path);
         let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
@@ -458,12 +461,20 @@ mod tests {
 
     #[test]
     fn every_served_route_is_documented() {
-        let served = crate::api::served_routes();
+        let served = crate::api::served_routes("/jobs");
         assert!(served.len() > 40, "{}", served.len());
         assert_eq!(undocumented(&served), Vec::<String>::new());
         let doc = document(&served);
         for (m, p) in &served {
             assert!(doc["paths"][p][*m].is_object(), "{m} {p} missing");
         }
+        let other = crate::api::served_routes("/gw/jobs");
+        assert_eq!(undocumented(&other), Vec::<String>::new());
+        assert!(other
+            .iter()
+            .any(|(m, p)| *m == "get" && p == "/gw/jobs/api/v1/list/"));
+        assert!(other
+            .iter()
+            .any(|(m, p)| *m == "get" && p == "/gw/jobs/v1/tool/{tool}/jobs/"));
     }
 }
