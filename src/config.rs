@@ -40,6 +40,10 @@ pub struct Config {
     pub kube_timeout: Duration,
     /// Most kube clients kept warm at once.
     pub client_cache_size: usize,
+    /// How long a tool's credential files, once checked, are not looked at again.
+    pub credential_recheck: Duration,
+    /// How long a tool's unused apiserver connection stays open.
+    pub kube_idle: Duration,
     /// Optional YAML file with the image list.
     pub images_file: Option<PathBuf>,
     pub log_json: bool,
@@ -143,6 +147,11 @@ impl Config {
             fs_timeout: Duration::from_millis(number("JOBS_GATEWAY_FS_TIMEOUT_MS", 3000u64)?),
             kube_timeout: Duration::from_millis(number("JOBS_GATEWAY_KUBE_TIMEOUT_MS", 10_000u64)?),
             client_cache_size: number("JOBS_GATEWAY_CLIENT_CACHE_SIZE", 2000usize)?,
+            kube_idle: Duration::from_millis(number("JOBS_GATEWAY_KUBE_IDLE_MS", 15_000u64)?),
+            credential_recheck: Duration::from_millis(number(
+                "JOBS_GATEWAY_CREDENTIAL_RECHECK_MS",
+                1000u64,
+            )?),
             images_file: var("JOBS_GATEWAY_IMAGES_FILE").map(PathBuf::from),
             log_json,
             rate: (

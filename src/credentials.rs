@@ -50,8 +50,14 @@ struct FileStamp {
 
 struct Entry {
     stamp: FileStamp,
-    client: kube::Client,
+    /// The tool's TLS config: its checked certificate and key, and its session tickets.
+    tls: rustls::ClientConfig,
+    /// Its connection pool to the apiserver; dropped, closing the connection, once unused for
+    /// the idle time, and made again (resuming the TLS session) on the next request.
+    connector: Option<ToolConnector>,
     last_used: Instant,
+    /// When the files were last found unchanged (or read).
+    checked: Instant,
 }
 
 /// PEM material that passed the checks.
@@ -74,10 +80,11 @@ pub struct CredentialStore {
     home_root: PathBuf,
     organisation: String,
     kube_url: http::Uri,
-    kube_ca: Vec<Vec<u8>>,
+    tls: ApiserverTls,
     fs_timeout: Duration,
-    kube_timeout: Duration,
     connect_timeout: Duration,
+    recheck: Duration,
+    idle: Duration,
     capacity: usize,
     blocking: Arc<Semaphore>,
     /// Tools with a read that timed out and is still hanging.
@@ -95,6 +102,10 @@ pub struct StoreSettings {
     pub fs_timeout: Duration,
     pub kube_timeout: Duration,
     pub capacity: usize,
+    /// How long a tool's files, once checked, are trusted unchanged (0: check on every request).
+    pub recheck: Duration,
+    /// How long an unused apiserver connection of a tool stays open.
+    pub idle: Duration,
     /// Most credential reads in flight at once.
     pub max_blocking_reads: usize,
 }
@@ -147,10 +158,11 @@ impl CredentialStore {
             home_root: settings.home_root,
             organisation: settings.organisation,
             kube_url,
-            kube_ca,
+            tls: ApiserverTls::new(&kube_ca)?,
             fs_timeout: settings.fs_timeout,
-            kube_timeout: settings.kube_timeout,
             connect_timeout: settings.kube_timeout.min(Duration::from_secs(2)),
+            recheck: settings.recheck,
+            idle: settings.idle,
             capacity: settings.capacity.max(1),
             blocking: Arc::new(Semaphore::new(settings.max_blocking_reads.max(1))),
             stuck: Arc::new(Mutex::new(HashMap::new())),
@@ -169,7 +181,18 @@ impl CredentialStore {
 
     /// A kube client that acts as `tool`.
     pub async fn client_for(&self, tool: &ToolName) -> Result<kube::Client, CredentialError> {
-        let cached_stamp = lock(&self.cache).get(tool).map(|e| e.stamp.clone());
+        let cached_stamp = {
+            let mut cache = lock(&self.cache);
+            match cache.get_mut(tool) {
+                Some(entry) if entry.checked.elapsed() < self.recheck => {
+                    entry.last_used = Instant::now();
+                    lock(&self.stats).hits += 1;
+                    return Ok(self.client_of(tool, entry));
+                }
+                Some(entry) => Some(entry.stamp.clone()),
+                None => None,
+            }
+        };
         if let Some(stamp) = cached_stamp {
             let home_root = self.home_root.clone();
             let t = tool.clone();
@@ -181,8 +204,9 @@ impl CredentialStore {
                 if let Some(entry) = cache.get_mut(tool) {
                     if entry.stamp == current {
                         entry.last_used = Instant::now();
+                        entry.checked = entry.last_used;
                         lock(&self.stats).hits += 1;
-                        return Ok(entry.client.clone());
+                        return Ok(self.client_of(tool, entry));
                     }
                 }
             }
@@ -193,19 +217,32 @@ impl CredentialStore {
         let home_root = self.home_root.clone();
         let org = self.organisation.clone();
         let t = tool.clone();
-        let material = self
-            .run_blocking(tool, move || load_material(&home_root, &t, &org))
+        let apiserver_tls = self.tls.clone();
+        // The TLS config is built on the reading thread too: what a warm tool keeps is then
+        // allocated apart from the short-lived buffers of requests and connections, so the
+        // allocator can give those pages back once a connection closes.
+        let (material, tls) = self
+            .run_blocking(tool, move || {
+                let material = load_material(&home_root, &t, &org)?;
+                let tls = apiserver_tls
+                    .client_config(&material.cert_pem, &material.key_pem)
+                    .map_err(|reason| CredentialError::Client {
+                        tool: t.to_string(),
+                        reason,
+                    })?;
+                Ok((material, tls))
+            })
             .await?;
-        let client = self.build_client(tool, &material)?;
+        let mut entry = Entry {
+            stamp: material.stamp,
+            tls,
+            connector: None,
+            last_used: Instant::now(),
+            checked: Instant::now(),
+        };
+        let client = self.client_of(tool, &mut entry);
         let mut cache = lock(&self.cache);
-        cache.insert(
-            tool.clone(),
-            Entry {
-                stamp: material.stamp,
-                client: client.clone(),
-                last_used: Instant::now(),
-            },
-        );
+        cache.insert(tool.clone(), entry);
         if cache.len() > self.capacity {
             let oldest = cache
                 .iter()
@@ -218,6 +255,48 @@ impl CredentialStore {
             }
         }
         Ok(client)
+    }
+
+    /// A kube client over the entry's connection pool (made if it was dropped).
+    fn client_of(&self, tool: &ToolName, entry: &mut Entry) -> kube::Client {
+        entry
+            .connector
+            .get_or_insert_with(|| {
+                ToolConnector::new(
+                    entry.tls.clone(),
+                    &self.kube_url,
+                    tool.namespace(),
+                    self.connect_timeout,
+                    self.idle,
+                )
+            })
+            .client()
+    }
+
+    /// Drops the connection pools of tools unused for the idle time (their connections close;
+    /// the tools stay warm). Returns how many were dropped.
+    pub fn close_idle_connections(&self) -> usize {
+        let mut dropped = 0;
+        for entry in lock(&self.cache).values_mut() {
+            if entry.connector.is_some() && entry.last_used.elapsed() >= self.idle {
+                entry.connector = None;
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Tools whose connection pool to the apiserver is open.
+    pub fn connected_tools(&self) -> usize {
+        lock(&self.cache)
+            .values()
+            .filter(|e| e.connector.is_some())
+            .count()
+    }
+
+    /// How often [`Self::close_idle_connections`] should run.
+    pub fn idle_sweep_period(&self) -> Duration {
+        (self.idle / 3).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
     /// Forgets a tool's client (used when the apiserver rejects its credentials).
@@ -271,62 +350,123 @@ impl CredentialStore {
             }
         }
     }
+}
 
-    fn build_client(
+/// The TLS parts every tool's apiserver connection shares: the crypto provider and one
+/// verifier of the apiserver's certificate (one parsed root store for all tools). Only the
+/// client certificate, key and session store are per tool; a session store is never shared,
+/// since a resumed TLS session carries the identity of the tool that opened it.
+#[derive(Clone)]
+pub struct ApiserverTls {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ApiserverTls {
+    /// From the DER certificates of the apiserver CA bundle.
+    pub fn new(ca_der: &[Vec<u8>]) -> Result<Self, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for der in ca_der {
+            roots
+                .add(rustls_pki_types::CertificateDer::from(der.clone()))
+                .map_err(|e| format!("apiserver CA: {e}"))?;
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("apiserver CA: {e}"))?;
+        Ok(Self { provider, verifier })
+    }
+
+    /// A client config presenting this certificate chain and key (PEM).
+    pub fn client_config(
         &self,
-        tool: &ToolName,
-        material: &Material,
-    ) -> Result<kube::Client, CredentialError> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut config = kube::Config::new(self.kube_url.clone());
-        config.default_namespace = tool.namespace();
-        config.root_cert = Some(self.kube_ca.clone());
-        config.connect_timeout = Some(self.connect_timeout);
-        config.read_timeout = Some(self.kube_timeout);
-        config.write_timeout = Some(self.kube_timeout);
-        config.reset_reader_on_write = true;
-        config.auth_info.client_certificate_data = Some(b64.encode(&material.cert_pem));
-        config.auth_info.client_key_data = Some(b64.encode(&material.key_pem).into());
-        build_http2_client(&config, self.connect_timeout).map_err(|e| CredentialError::Client {
-            tool: tool.to_string(),
-            reason: e.to_string(),
-        })
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<rustls::ClientConfig, String> {
+        let chain = rustls_pemfile::certs(&mut &cert_pem[..])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("certificate: {e}"))?;
+        let key = rustls_pemfile::private_key(&mut &key_pem[..])
+            .map_err(|e| format!("private key: {e}"))?
+            .ok_or_else(|| "no private key in the key file".to_string())?;
+        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_webpki_verifier(self.verifier.clone())
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("client certificate: {e}"))?;
+        // No TLS session resumption: a full handshake costs well under a millisecond of CPU
+        // when a quiet tool reconnects, while stored tickets would be kept per tool, allocated
+        // amid connection buffers (and the default store reserves room for 256 servers).
+        config.resumption = rustls::client::Resumption::disabled();
+        Ok(config)
     }
 }
 
-/// A kube client that speaks HTTP/2 to the apiserver when it can: the parallel reads of one
-/// request share one connection (and one TLS handshake) instead of opening one each, which
-/// matters for the first request of a tool and for memory with many warm tools.
-pub fn build_http2_client(
-    config: &kube::Config,
-    connect_timeout: Duration,
-) -> Result<kube::Client, kube::Error> {
-    use kube::client::ConfigExt;
-    use tower::ServiceBuilder;
-    let tls = config.rustls_client_config()?;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http2()
-        .wrap_connector(http);
-    let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            // the apiserver always speaks HTTP/2 over TLS; HTTP/2 only lets the parallel reads of
-            // a tool's first request share one connection instead of racing six handshakes
-            .http2_only(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .timer(hyper_util::rt::TokioTimer::new())
-            .build(https);
-    let service = ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .option_layer(config.auth_layer()?)
-        .map_err(tower::BoxError::from)
-        .service(hyper_client);
-    Ok(kube::Client::new(service, config.default_namespace.clone()))
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    kube::client::Body,
+>;
+
+/// What the gateway keeps of a warm tool: its TLS config (certificate, key, session tickets)
+/// and its connection pool to the apiserver. HTTP/2 only, so the parallel reads of one request
+/// share one connection (and one TLS handshake) instead of opening one each. The connection is
+/// closed after `idle` without requests; the next request opens one again, resuming the TLS
+/// session. A `kube::Client` (which spawns a dispatch task and channel of its own) is made per
+/// request by [`ToolConnector::client`], so an idle tool costs only its TLS config.
+#[derive(Clone)]
+pub struct ToolConnector {
+    http: HttpsClient,
+    apiserver: http::Uri,
+    namespace: String,
+}
+
+impl ToolConnector {
+    pub fn new(
+        tls: rustls::ClientConfig,
+        apiserver: &http::Uri,
+        namespace: String,
+        connect_timeout: Duration,
+        idle: Duration,
+    ) -> Self {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http2()
+            .wrap_connector(connector);
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                // checked when a connection is taken from the pool; the store's sweep drops
+                // whole pools of quiet tools (no timer task per tool)
+                .pool_idle_timeout(idle)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .build(https);
+        Self {
+            http,
+            apiserver: apiserver.clone(),
+            namespace,
+        }
+    }
+
+    /// A kube client over this tool's connection pool.
+    pub fn client(&self) -> kube::Client {
+        let service = tower::ServiceBuilder::new()
+            .layer(kube::client::middleware::BaseUriLayer::new(
+                self.apiserver.clone(),
+            ))
+            .map_err(tower::BoxError::from)
+            .service(self.http.clone());
+        kube::Client::new(service, self.namespace.clone())
+    }
 }
 
 /// DER certificates of a PEM bundle.

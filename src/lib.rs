@@ -7,5 +7,6 @@ pub mod credentials;
 pub mod identity;
 pub mod jobs;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod server;

@@ -87,6 +87,8 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         fs_timeout: config.fs_timeout,
         kube_timeout: config.kube_timeout,
         capacity: config.client_cache_size,
+        recheck: config.credential_recheck,
+        idle: config.kube_idle,
         max_blocking_reads: config.max_blocking_reads,
     })
     .map_err(StartError)?;
@@ -221,7 +223,31 @@ fn render_metrics(state: &AppState) -> String {
             "kube clients kept warm",
             state.credentials.cached_tools() as u64,
         ),
+        (
+            "jobs_gateway_kube_connected_tools",
+            "gauge",
+            "warm tools with an open apiserver connection pool",
+            state.credentials.connected_tools() as u64,
+        ),
     ])
+}
+
+/// Closes the apiserver connections of quiet tools and gives the memory back.
+fn spawn_connection_sweeper(credentials: Arc<CredentialStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(credentials.idle_sweep_period());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // connections shut down in their own tasks after their pool is dropped: the memory is
+        // free by the next tick, so that is when it is trimmed
+        let mut closed_last_tick = false;
+        loop {
+            tick.tick().await;
+            if closed_last_tick {
+                let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+            }
+            closed_last_tick = credentials.close_idle_connections() > 0;
+        }
+    });
 }
 
 fn admin_router(state: AppState) -> Router {
@@ -270,6 +296,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     crate::metrics::set_kube_timeout(config.kube_timeout);
     let state = build_state(config)?;
     spawn_housekeeping(state.rate_limits.clone());
+    spawn_connection_sweeper(state.credentials.clone());
     spawn_image_reloader(&state);
     let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
     let mut spawn_tls =
@@ -278,7 +305,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             let app = api::router(state.clone(), listener);
             tasks.spawn(async move {
                 tracing::info!(%addr, ?listener, "listening (TLS)");
-                axum_server::bind_rustls(addr, tls)
+                // TCP_NODELAY: a reply written in two segments must not wait for the client's
+                // delayed ACK (Nagle), which cost ~40 ms on some fresh connections
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                axum_server::bind(addr)
+                    .acceptor(acceptor)
                     .serve(app.into_make_service())
                     .await
                     .map_err(|e| StartError(format!("{listener:?} listener on {addr}: {e}")))

@@ -365,7 +365,9 @@ async fn rotated_certificates_take_effect_without_restart() {
     let pki = Pki::new(&cluster);
     provision(&pki, "rot-alice");
     provision(&pki, "rot-bob");
-    let gw = Gateway::start(&pki, &[]);
+    // files once checked are trusted for this long; the default is 1 s
+    let recheck = Duration::from_millis(300);
+    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_CREDENTIAL_RECHECK_MS", "300")]);
     let (cert, key) = pki.tool_cert("rot-alice");
     let client = https(&cluster.ca, Some((&cert, &key)));
     let (status, _) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
@@ -380,6 +382,7 @@ async fn rotated_certificates_take_effect_without_restart() {
         .unwrap_or_else(|e| panic!("{e}"));
     std::fs::rename(home.join("client.crt.new"), home.join("client.crt"))
         .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(recheck + Duration::from_millis(100)).await;
     let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 403, "{body}");
     assert!(
@@ -390,8 +393,9 @@ async fn rotated_certificates_take_effect_without_restart() {
         "{body}"
     );
 
-    // A fresh certificate for alice works on the very next request, same process.
+    // A fresh certificate for alice works on the next request, same process.
     pki.mint_tool("rot-alice");
+    tokio::time::sleep(recheck + Duration::from_millis(100)).await;
     let (cert2, key2) = pki.tool_cert("rot-alice");
     let client2 = https(&cluster.ca, Some((&cert2, &key2)));
     let (status, body) = call(client2.get(gw.direct_url("/api/v1/list/"))).await;
@@ -405,7 +409,8 @@ async fn home_certificates_of_another_tool_or_outside_the_home_are_refused() {
     let pki = Pki::new(&cluster);
     provision(&pki, "link-alice");
     provision(&pki, "link-bob");
-    let gw = Gateway::start(&pki, &[]);
+    // look at the files on every request
+    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_CREDENTIAL_RECHECK_MS", "0")]);
     let (cert, key) = pki.tool_cert("link-alice");
     let client = https(&cluster.ca, Some((&cert, &key)));
     // alice's .toolskube becomes a link into bob's home

@@ -138,7 +138,13 @@ async fn a_hung_home_read_for_one_tool_does_not_delay_others() {
     let pki = Pki::new(&cluster);
     provision(&pki, "hang-alice");
     provision(&pki, "hang-bob");
-    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_FS_TIMEOUT_MS", "1000")]);
+    let gw = Gateway::start(
+        &pki,
+        &[
+            ("JOBS_GATEWAY_FS_TIMEOUT_MS", "1000"),
+            ("JOBS_GATEWAY_CREDENTIAL_RECHECK_MS", "0"),
+        ],
+    );
     let (ac, ak) = pki.tool_cert("hang-alice");
     let (bc, bk) = pki.tool_cert("hang-bob");
     let alice = https(&cluster.ca, Some((&ac, &ak)));

@@ -3,6 +3,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -243,4 +244,73 @@ async fn routes_are_served_under_the_configured_prefix() {
     let (_, doc) = call(client.get(gw.direct_url("/openapi.json"))).await;
     assert!(doc["paths"]["/gw/api/v1/list/"]["get"].is_object());
     assert!(doc["paths"].get("/jobs/api/v1/list/").is_none());
+}
+
+#[tokio::test]
+async fn a_quiet_tool_keeps_its_credentials_but_not_its_apiserver_connection() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tool = "idle-alice";
+    provision(&pki, tool);
+    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_KUBE_IDLE_MS", "300")]);
+    let apiserver_port: u16 = cluster
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {}", cluster.url));
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    let plain = reqwest::Client::new();
+    let metrics_url = format!("http://{}/metrics", gw.admin);
+    let metrics = || async {
+        plain
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default()
+    };
+    let before = gw.connections_to(apiserver_port);
+
+    let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200, "{body}");
+    let m = metrics().await;
+    assert_eq!(metric(&m, "jobs_gateway_kube_connected_tools"), 1.0, "{m}");
+    assert_eq!(
+        gw.connections_to(apiserver_port),
+        before + 1,
+        "one HTTP/2 connection"
+    );
+
+    // quiet for longer than the idle time: the connection is closed, the tool stays warm
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.connections_to(apiserver_port) > before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        gw.connections_to(apiserver_port),
+        before,
+        "closed when idle"
+    );
+    let m = metrics().await;
+    assert_eq!(metric(&m, "jobs_gateway_kube_connected_tools"), 0.0, "{m}");
+    assert_eq!(
+        metric(&m, "jobs_gateway_credential_cache_tools"),
+        1.0,
+        "{m}"
+    );
+
+    // the next request reconnects without reading the certificate again
+    let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200, "{body}");
+    let m = metrics().await;
+    assert_eq!(metric(&m, "jobs_gateway_kube_connected_tools"), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "jobs_gateway_credential_cache_misses_total"),
+        1.0,
+        "{m}"
+    );
 }
