@@ -76,7 +76,14 @@ pub async fn list_views(state: &AppState, caller: &Caller) -> Result<Vec<JobView
         .snapshot(None)
         .await
         .map_err(|e| from_kube(&e, "list jobs"))?;
-    Ok(views(state, &snap))
+    let out = views(state, &snap);
+    drop_later(snap);
+    Ok(out)
+}
+
+/// Frees a snapshot (many objects) in a task of its own, after the reply is on its way.
+fn drop_later(snap: Snapshot) {
+    tokio::spawn(async move { drop(snap) });
 }
 
 pub fn not_found(name: &str) -> ApiError {
@@ -92,10 +99,9 @@ pub async fn show_view(state: &AppState, caller: &Caller, name: &str) -> Result<
         .snapshot(Some(name))
         .await
         .map_err(|e| from_kube(&e, "read the job"))?;
-    views(state, &snap)
-        .into_iter()
-        .next()
-        .ok_or_else(|| not_found(name))
+    let out = views(state, &snap).into_iter().next();
+    drop_later(snap);
+    out.ok_or_else(|| not_found(name))
 }
 
 /// The caller's runtime for an operation on the job `name` (which is recorded for the audit

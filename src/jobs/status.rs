@@ -9,6 +9,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
+use std::borrow::Borrow;
 
 use super::command;
 use super::schedule;
@@ -113,10 +114,11 @@ fn newest_failed_create(events: &[&Event]) -> Option<(Option<DateTime<Utc>>, Opt
 }
 
 /// Events about `job`: matching `involvedObject.uid` (lenient when either uid is missing).
-fn events_for<'a>(job: &Job, events: &'a [Event]) -> Vec<&'a Event> {
+fn events_for<'a, E: Borrow<Event>>(job: &Job, events: &'a [E]) -> Vec<&'a Event> {
     let uid = job.metadata.uid.as_deref();
     events
         .iter()
+        .map(Borrow::borrow)
         .filter(|event| match (uid, event.involved_object.uid.as_deref()) {
             (Some(job_uid), Some(event_uid)) => job_uid == event_uid,
             _ => true,
@@ -159,17 +161,20 @@ fn pod_is_running_and_ready(pod: &Pod) -> bool {
 }
 
 /// A container waiting in `CrashLoopBackOff` or terminated with reason `Error`.
-fn pods_fail_to_run(pods: &[Pod]) -> bool {
-    pods.iter().flat_map(container_statuses).any(|cs| {
-        let state = cs.state.as_ref();
-        let waiting = state
-            .and_then(|s| s.waiting.as_ref())
-            .and_then(|w| w.reason.as_deref());
-        let terminated = state
-            .and_then(|s| s.terminated.as_ref())
-            .and_then(|t| t.reason.as_deref());
-        waiting == Some("CrashLoopBackOff") || terminated == Some("Error")
-    })
+fn pods_fail_to_run<P: Borrow<Pod>>(pods: &[P]) -> bool {
+    pods.iter()
+        .map(Borrow::borrow)
+        .flat_map(container_statuses)
+        .any(|cs| {
+            let state = cs.state.as_ref();
+            let waiting = state
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref());
+            let terminated = state
+                .and_then(|s| s.terminated.as_ref())
+                .and_then(|t| t.reason.as_deref());
+            waiting == Some("CrashLoopBackOff") || terminated == Some("Error")
+        })
 }
 
 // === OLD status_short ===
@@ -209,17 +214,17 @@ fn job_rules(
 }
 
 /// OLD `status_short` of a one-off Job. `events` must already be limited to this Job.
-pub fn job_status_short(job: &Job, events: &[Event], now: DateTime<Utc>) -> String {
-    let events: Vec<&Event> = events.iter().collect();
+pub fn job_status_short<E: Borrow<Event>>(job: &Job, events: &[E], now: DateTime<Utc>) -> String {
+    let events: Vec<&Event> = events.iter().map(Borrow::borrow).collect();
     job_rules(job, &events, now, true).unwrap_or_else(|| "Unknown".to_string())
 }
 
 /// OLD `status_short` of a CronJob. `jobs` are the Jobs of this CronJob (active ones and
 /// manual runs); `events` may cover several Jobs and are matched by involved-object uid.
-pub fn cronjob_status_short(
+pub fn cronjob_status_short<J: Borrow<Job>, E: Borrow<Event>>(
     cj: &CronJob,
-    jobs: &[Job],
-    events: &[Event],
+    jobs: &[J],
+    events: &[E],
     now: DateTime<Utc>,
 ) -> String {
     let active_refs = cj
@@ -228,7 +233,7 @@ pub fn cronjob_status_short(
         .and_then(|s| s.active.as_deref())
         .unwrap_or(&[]);
     for reference in active_refs {
-        let found = jobs.iter().find(|job| {
+        let found = jobs.iter().map(Borrow::borrow).find(|job: &&Job| {
             job.metadata.name == reference.name
                 && (reference.uid.is_none() || job.metadata.uid == reference.uid)
         });
@@ -238,7 +243,11 @@ pub fn cronjob_status_short(
             }
         }
     }
-    for job in jobs.iter().filter(|job| is_manual_run(cj, job)) {
+    for job in jobs
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|job| is_manual_run(cj, job))
+    {
         if let Some(status) = job_rules(job, &events_for(job, events), now, false) {
             return status;
         }
@@ -303,10 +312,13 @@ fn parsed_command(
 }
 
 /// Short status of a continuous job run as a v1 ReplicationController (replicas 1).
-pub fn rc_status_short(rc: &ReplicationController, pods: &[Pod]) -> String {
+pub fn rc_status_short<P: Borrow<Pod>>(rc: &ReplicationController, pods: &[P]) -> String {
     let status = rc.status.as_ref();
     if status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
-        || pods.iter().any(pod_is_running_and_ready)
+        || pods
+            .iter()
+            .map(Borrow::borrow)
+            .any(pod_is_running_and_ready)
     {
         return "Running".to_string();
     }
@@ -330,7 +342,7 @@ pub fn rc_status_short(rc: &ReplicationController, pods: &[Pod]) -> String {
 }
 
 /// OLD `status_short` of a Deployment (the later matching condition wins).
-pub fn deployment_status_short(d: &Deployment, pods: &[Pod]) -> String {
+pub fn deployment_status_short<P: Borrow<Pod>>(d: &Deployment, pods: &[P]) -> String {
     let conditions = d
         .status
         .as_ref()
@@ -362,8 +374,8 @@ pub fn deployment_status_short(d: &Deployment, pods: &[Pod]) -> String {
 // === OLD status_long ===
 
 /// OLD `status_long`, describing the first pod.
-pub fn status_long(pods: &[Pod]) -> String {
-    let Some(pod) = pods.first() else {
+pub fn status_long<P: Borrow<Pod>>(pods: &[P]) -> String {
+    let Some(pod) = pods.first().map(Borrow::borrow) else {
         return "No pods were created for this job.".to_string();
     };
     let status = pod.status.as_ref();
@@ -583,9 +595,9 @@ fn pod_v2(pod: &Pod, now: DateTime<Utc>) -> (Bucket, StatusV2) {
 }
 
 /// Status from the pods: the highest-priority bucket wins (first pod on ties).
-pub fn pod_status_v2(pods: &[Pod], now: DateTime<Utc>) -> StatusV2 {
+pub fn pod_status_v2<P: Borrow<Pod>>(pods: &[P], now: DateTime<Utc>) -> StatusV2 {
     let mut best: Option<(Bucket, StatusV2)> = None;
-    for pod in pods {
+    for pod in pods.iter().map(Borrow::borrow) {
         let (bucket, status) = pod_v2(pod, now);
         if best.as_ref().is_none_or(|(b, _)| bucket > *b) {
             best = Some((bucket, status));
@@ -595,7 +607,12 @@ pub fn pod_status_v2(pods: &[Pod], now: DateTime<Utc>) -> StatusV2 {
 }
 
 /// NEW status of a one-off Job (also used for the latest Job of a CronJob).
-pub fn oneoff_status_v2(job: &Job, pods: &[Pod], events: &[Event], now: DateTime<Utc>) -> StatusV2 {
+pub fn oneoff_status_v2<P: Borrow<Pod>, E: Borrow<Event>>(
+    job: &Job,
+    pods: &[P],
+    events: &[E],
+    now: DateTime<Utc>,
+) -> StatusV2 {
     let from_pods = pod_status_v2(pods, now);
     if !from_pods.is_unknown() {
         return from_pods;
@@ -638,21 +655,21 @@ pub fn oneoff_status_v2(job: &Job, pods: &[Pod], events: &[Event], now: DateTime
 ///
 /// `latest_job` is the newest of the newest automatic and the newest manual Job; `pods` may
 /// include other Jobs' pods (they are filtered by the `job-name` label).
-pub fn scheduled_status_v2(
+pub fn scheduled_status_v2<P: Borrow<Pod>, E: Borrow<Event>>(
     cj: &CronJob,
     latest_job: Option<&Job>,
-    pods: &[Pod],
-    events: &[Event],
+    pods: &[P],
+    events: &[E],
     now: DateTime<Utc>,
 ) -> StatusV2 {
     let cj_status = cj.status.as_ref();
     let previous = cj_status.and_then(|s| s.last_schedule_time.as_ref());
     let mut status = match latest_job {
         Some(job) => {
-            let own_pods: Vec<Pod> = pods
+            let own_pods: Vec<&Pod> = pods
                 .iter()
+                .map(Borrow::borrow)
                 .filter(|pod| pod_belongs_to(pod, job))
-                .cloned()
                 .collect();
             oneoff_status_v2(job, &own_pods, events, now)
         }
@@ -695,10 +712,10 @@ fn pod_belongs_to(pod: &Pod, job: &Job) -> bool {
 /// `rc_or_deploy_replicas` is `(replicas, readyReplicas, unavailableReplicas)`;
 /// `quota_failure` is the message of a ReplicaFailure condition about quota, if any;
 /// `created_or_restarted` is the last restart time, or the creation time.
-pub fn continuous_status_v2(
+pub fn continuous_status_v2<P: Borrow<Pod>>(
     rc_or_deploy_replicas: (i32, i32, i32),
     quota_failure: Option<String>,
-    pods: &[Pod],
+    pods: &[P],
     created_or_restarted: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> StatusV2 {
@@ -747,6 +764,52 @@ mod tests {
     use serde_json::{json, Value};
 
     const NOW: &str = "2026-11-26T04:00:00Z";
+
+    // The generic functions at the concrete types the tests use (so `&[]` needs no annotation).
+    fn job_status_short(job: &Job, events: &[Event], now: DateTime<Utc>) -> String {
+        super::job_status_short(job, events, now)
+    }
+    fn cronjob_status_short(
+        cj: &CronJob,
+        jobs: &[Job],
+        events: &[Event],
+        now: DateTime<Utc>,
+    ) -> String {
+        super::cronjob_status_short(cj, jobs, events, now)
+    }
+    fn rc_status_short(rc: &ReplicationController, pods: &[Pod]) -> String {
+        super::rc_status_short(rc, pods)
+    }
+    fn deployment_status_short(d: &Deployment, pods: &[Pod]) -> String {
+        super::deployment_status_short(d, pods)
+    }
+    fn status_long(pods: &[Pod]) -> String {
+        super::status_long(pods)
+    }
+    fn pod_status_v2(pods: &[Pod], now: DateTime<Utc>) -> StatusV2 {
+        super::pod_status_v2(pods, now)
+    }
+    fn oneoff_status_v2(job: &Job, pods: &[Pod], events: &[Event], now: DateTime<Utc>) -> StatusV2 {
+        super::oneoff_status_v2(job, pods, events, now)
+    }
+    fn scheduled_status_v2(
+        cj: &CronJob,
+        latest_job: Option<&Job>,
+        pods: &[Pod],
+        events: &[Event],
+        now: DateTime<Utc>,
+    ) -> StatusV2 {
+        super::scheduled_status_v2(cj, latest_job, pods, events, now)
+    }
+    fn continuous_status_v2(
+        replicas: (i32, i32, i32),
+        quota_failure: Option<String>,
+        pods: &[Pod],
+        created_or_restarted: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StatusV2 {
+        super::continuous_status_v2(replicas, quota_failure, pods, created_or_restarted, now)
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(NOW)

@@ -197,10 +197,9 @@ fn base_view(
 }
 
 /// The pods that belong to one job (same name label).
-pub fn pods_of(pods: &[Pod], job: &str) -> Vec<Pod> {
+pub fn pods_of<'a>(pods: &'a [Pod], job: &str) -> Vec<&'a Pod> {
     pods.iter()
         .filter(|p| label(&p.metadata.labels, labels::NAME) == Some(job))
-        .cloned()
         .collect()
 }
 
@@ -208,12 +207,11 @@ fn label<'a>(labels: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<
     labels.as_ref().and_then(|l| l.get(key)).map(String::as_str)
 }
 
-fn events_of(events: &[Event], uid: Option<&str>) -> Vec<Event> {
+fn events_of<'a>(events: &'a [Event], uid: Option<&str>) -> Vec<&'a Event> {
     let Some(uid) = uid else { return vec![] };
     events
         .iter()
         .filter(|e| e.involved_object.uid.as_deref() == Some(uid))
-        .cloned()
         .collect()
 }
 
@@ -287,22 +285,22 @@ pub fn cronjob_view(
             .unwrap_or_else(|| actual.clone()),
     );
     v.schedule_actual = Some(actual);
-    let own_jobs: Vec<Job> = jobs
+    let own_jobs: Vec<&Job> = jobs
         .iter()
         .filter(|j| label(&j.metadata.labels, labels::NAME) == Some(name.as_str()))
-        .cloned()
         .collect();
     let own_pods = pods_of(pods, &name);
     v.status_short = status::cronjob_status_short(cj, &own_jobs, events, now);
     v.status_long = status::status_long(&own_pods);
     let latest = own_jobs
         .iter()
+        .copied()
         .max_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    let latest_pods: Vec<Pod> = match latest.and_then(|j| j.metadata.name.as_deref()) {
+    let latest_pods: Vec<&Pod> = match latest.and_then(|j| j.metadata.name.as_deref()) {
         Some(job_name) => own_pods
             .iter()
+            .copied()
             .filter(|p| label(&p.metadata.labels, "job-name") == Some(job_name))
-            .cloned()
             .collect(),
         None => vec![],
     };
