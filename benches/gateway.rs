@@ -46,6 +46,9 @@ cargo bench --bench gateway -- [options])
   --memory-only        provision, warm and measure memory only (no throughput cells)
   --direct-http1       direct baseline with a stock kube client (HTTP/1.1) instead of one
                        built like the gateway's (HTTP/2)
+  --direct-slim        direct baseline parses the lists like the gateway, without
+                       metadata.managedFields (default: parsed whole, as kube's Api::list
+                       does); shows the cost of the extra hop alone
   --json PATH          write the results as JSON (default bench/results.json)
   --gateway-bin PATH   the release jobs-gateway binary (env BENCH_GATEWAY_BIN)
   --work-dir DIR       where tool homes, certificates and logs go (default: a temp dir)
@@ -63,6 +66,7 @@ struct Args {
     memory_only: bool,
     kube_idle_ms: u64,
     direct_http1: bool,
+    direct_slim: bool,
     json: PathBuf,
     gateway_bin: PathBuf,
     work_dir: Option<PathBuf>,
@@ -90,6 +94,7 @@ fn parse_args(raw: &[String]) -> Args {
         memory_only: false,
         kube_idle_ms: 15_000,
         direct_http1: false,
+        direct_slim: false,
         json: repo.join("bench/results.json"),
         gateway_bin: std::env::var("BENCH_GATEWAY_BIN")
             .map(PathBuf::from)
@@ -128,6 +133,7 @@ fn parse_args(raw: &[String]) -> Args {
             "--memory-only" => a.memory_only = true,
             "--kube-idle-ms" => a.kube_idle_ms = num(it.next(), arg) as u64,
             "--direct-http1" => a.direct_http1 = true,
+            "--direct-slim" => a.direct_slim = true,
             "--json" => {
                 a.json = it
                     .next()
@@ -196,6 +202,18 @@ fn read(p: &Path) -> Vec<u8> {
 
 /// Which client the direct baseline uses.
 static DIRECT_HTTP1: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether the direct baseline parses lists without managedFields, like the gateway.
+static DIRECT_SLIM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The direct baseline's runtime: kube's typed lists by default (`managedFields` parsed).
+fn direct_runtime(client: kube::Client, tool: &str) -> ToolRuntime {
+    let rt = ToolRuntime::new(client, tool, ContinuousComponent::ReplicationControllers);
+    if DIRECT_SLIM.load(Ordering::Relaxed) {
+        rt
+    } else {
+        rt.keep_managed_fields()
+    }
+}
 
 /// A tool's kube client for the direct baseline: by default built the way the gateway builds
 /// one (credentials.rs: HTTP/2 when the apiserver offers it, one connection per tool), with
@@ -780,6 +798,7 @@ fn main() {
     }
     let args = parse_args(&raw);
     DIRECT_HTTP1.store(args.direct_http1, Ordering::Relaxed);
+    DIRECT_SLIM.store(args.direct_slim, Ordering::Relaxed);
     let Some(cluster) = cluster_from_env() else {
         println!("gateway bench: skipped: no cluster (TJF_KUBE_* unset); run bench/run.sh");
         return;
@@ -926,7 +945,7 @@ async fn bench(args: Args, cluster: Cluster) {
         .map(|tl| {
             let (c, k) = cred(tl);
             let client = tool_client(&cluster.url, &cluster.ca, &c, &k, &format!("tool-{tl}"));
-            ToolRuntime::new(client, tl, ContinuousComponent::ReplicationControllers)
+            direct_runtime(client, tl)
         })
         .collect();
     let jobs: Vec<String> = job_bodies(args.jobs_per_tool)
@@ -990,7 +1009,7 @@ async fn bench(args: Args, cluster: Cluster) {
         let (ms, _) = timed(again).await;
         warm_kept.push(ms);
         // Direct: a new kube client (new TLS connections) vs the same client again.
-        let rt = ToolRuntime::new(
+        let rt = direct_runtime(
             tool_client(
                 &cluster.url,
                 &cluster.ca,
@@ -999,7 +1018,6 @@ async fn bench(args: Args, cluster: Cluster) {
                 &format!("tool-{}", tools[ti]),
             ),
             &tools[ti],
-            ContinuousComponent::ReplicationControllers,
         );
         for out in [&mut direct_new, &mut direct_kept] {
             let t0 = Instant::now();
@@ -1164,10 +1182,11 @@ async fn bench(args: Args, cluster: Cluster) {
             args.seconds,
             args.max_requests,
             args.rounds,
-            if args.direct_http1 {
-                "stock kube client (HTTP/1.1)"
-            } else {
-                "kube client built like the gateway's (HTTP/2)"
+            match (args.direct_http1, args.direct_slim) {
+                (true, false) => "stock kube client (HTTP/1.1), typed lists",
+                (true, true) => "stock kube client (HTTP/1.1), lists parsed like the gateway's (no managedFields)",
+                (false, false) => "kube client built like the gateway's (HTTP/2), typed lists as kube's Api::list parses them",
+                (false, true) => "kube client built like the gateway's (HTTP/2), lists parsed like the gateway's (no managedFields)",
             }
         ));
         line(format!(
@@ -1323,6 +1342,7 @@ async fn bench(args: Args, cluster: Cluster) {
         "cell_max_requests": args.max_requests,
         "cell_rounds": args.rounds,
         "direct_client": if args.direct_http1 { "http1" } else { "http2" },
+        "direct_parse": if args.direct_slim { "without managedFields" } else { "typed, whole" },
         "cells": cells.iter().map(|((op, c), (g, d))| json!({
             "op": op.name(), "concurrency": c,
             "gateway": cell_json(g), "direct": cell_json(d),

@@ -10,5 +10,6 @@ pub mod quota;
 pub mod request;
 pub mod runtime;
 pub mod schedule;
+pub mod slim;
 pub mod status;
 pub mod view;

@@ -44,6 +44,8 @@ pub struct ToolRuntime {
     tool: String,
     namespace: String,
     continuous: ContinuousComponent,
+    /// Lists are parsed without `metadata.managedFields` (see [`super::slim`]).
+    slim: bool,
 }
 
 fn params(sel: &BTreeMap<String, String>) -> ListParams {
@@ -57,7 +59,15 @@ impl ToolRuntime {
             tool: tool.to_string(),
             namespace: format!("tool-{tool}"),
             continuous,
+            slim: true,
         }
+    }
+
+    /// Parses list replies whole, `managedFields` included, as a plain kube client does (the
+    /// benchmark's direct reference).
+    pub fn keep_managed_fields(mut self) -> Self {
+        self.slim = false;
+        self
     }
 
     fn api<K>(&self) -> Api<K>
@@ -81,10 +91,22 @@ impl ToolRuntime {
         <K as kube::Resource>::DynamicType: Default,
     {
         let plural = K::plural(&Default::default()).to_string();
-        let api = self.api::<K>();
-        Ok(crate::metrics::kube_call("list", &plural, api.list(&lp))
-            .await?
-            .items)
+        if !self.slim {
+            let api = self.api::<K>();
+            return Ok(crate::metrics::kube_call("list", &plural, api.list(&lp))
+                .await?
+                .items);
+        }
+        let url = K::url_path(&Default::default(), Some(&self.namespace));
+        let request = kube::core::Request::new(url)
+            .list(&lp)
+            .map_err(kube::Error::BuildRequest)?;
+        let text =
+            crate::metrics::kube_call("list", &plural, self.client.request_text(request)).await?;
+        let list: kube::core::ObjectList<K> =
+            serde_json::from_slice(&super::slim::without_managed_fields(text.as_bytes()))
+                .map_err(kube::Error::SerdeError)?;
+        Ok(list.items)
     }
 
     async fn count_of<K>(&self, lp: ListParams) -> Result<Vec<K>, kube::Error>
