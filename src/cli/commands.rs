@@ -31,25 +31,22 @@ impl Ctx {
     }
 }
 
+/// The server's `messages.<kind>` of a reply ("info", "warning", ...).
+pub fn messages<'a>(reply: &'a Value, kind: &str) -> Vec<&'a str> {
+    reply
+        .get("messages")
+        .and_then(|m| m.get(kind))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 pub fn print_messages(reply: &Value) {
-    let list = |k: &str| -> Vec<String> {
-        reply
-            .get("messages")
-            .and_then(|m| m.get(k))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for i in list("info") {
+    for i in messages(reply, "info") {
         println!("{i}");
     }
-    for w in list("warning") {
-        print_warning(&w);
+    for w in messages(reply, "warning") {
+        print_warning(w);
     }
 }
 

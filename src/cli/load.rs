@@ -10,7 +10,7 @@ use serde_json::Value;
 use serde_yaml::{Mapping, Value as Yaml};
 
 use super::args::LoadArgs;
-use super::commands::{current_jobs, pretty, wait_for, Ctx};
+use super::commands::{current_jobs, messages, pretty, wait_for, Ctx};
 use super::jobs::JobSpec;
 use super::output::{self, Spinner, Style};
 use super::{print_warning, CliError};
@@ -434,17 +434,7 @@ pub async fn load(ctx: &Ctx, a: &LoadArgs) -> Result<(), CliError> {
         if did_change {
             changed += 1;
         }
-        let info: Vec<String> = reply
-            .get("messages")
-            .and_then(|m| m.get("info"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let info = messages(&reply, "info");
         if ctx.json {
             results.push(serde_json::json!({"name": name, "changed": did_change, "reply": reply}));
         } else {
@@ -459,14 +449,7 @@ pub async fn load(ctx: &Ctx, a: &LoadArgs) -> Result<(), CliError> {
                 info.join("; ")
             };
             println!("{mark} {msg}");
-            for w in reply
-                .get("messages")
-                .and_then(|m| m.get("warning"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
+            for w in messages(&reply, "warning") {
                 print_warning(w);
             }
         }
