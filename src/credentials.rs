@@ -50,10 +50,10 @@ struct FileStamp {
 
 struct Entry {
     stamp: FileStamp,
-    /// The tool's TLS config: its checked certificate and key, and its session tickets.
+    /// The tool's TLS config: its checked certificate and key.
     tls: rustls::ClientConfig,
     /// Its connection pool to the apiserver; dropped, closing the connection, once unused for
-    /// the idle time, and made again (resuming the TLS session) on the next request.
+    /// the idle time, and made again (with a new TLS handshake) on the next request.
     connector: Option<ToolConnector>,
     last_used: Instant,
     /// When the files were last found unchanged (or read).
@@ -354,8 +354,8 @@ impl CredentialStore {
 
 /// The TLS parts every tool's apiserver connection shares: the crypto provider and one
 /// verifier of the apiserver's certificate (one parsed root store for all tools). Only the
-/// client certificate, key and session store are per tool; a session store is never shared,
-/// since a resumed TLS session carries the identity of the tool that opened it.
+/// client certificate and key are per tool (and no session is resumed, so no TLS session
+/// state is kept or shared between tools).
 #[derive(Clone)]
 pub struct ApiserverTls {
     provider: Arc<rustls::crypto::CryptoProvider>,
@@ -412,12 +412,12 @@ type HttpsClient = hyper_util::client::legacy::Client<
     kube::client::Body,
 >;
 
-/// What the gateway keeps of a warm tool: its TLS config (certificate, key, session tickets)
-/// and its connection pool to the apiserver. HTTP/2 only, so the parallel reads of one request
-/// share one connection (and one TLS handshake) instead of opening one each. The connection is
-/// closed after `idle` without requests; the next request opens one again, resuming the TLS
-/// session. A `kube::Client` (which spawns a dispatch task and channel of its own) is made per
-/// request by [`ToolConnector::client`], so an idle tool costs only its TLS config.
+/// A tool's connection pool to the apiserver, over its TLS config. HTTP/2 only, so the
+/// parallel reads of one request share one connection (and one TLS handshake) instead of
+/// opening one each. The credential store drops the pool of a tool quiet for `idle`, which
+/// closes its connection; the next request makes a new pool. A `kube::Client` (which spawns a
+/// dispatch task and channel of its own) is made per request by [`ToolConnector::client`], so
+/// an idle tool costs only its TLS config.
 #[derive(Clone)]
 pub struct ToolConnector {
     http: HttpsClient,
