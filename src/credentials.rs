@@ -276,14 +276,13 @@ impl CredentialStore {
     /// Drops the connection pools of tools unused for the idle time (their connections close;
     /// the tools stay warm). Returns how many were dropped.
     pub fn close_idle_connections(&self) -> usize {
-        let mut dropped = 0;
-        for entry in lock(&self.cache).values_mut() {
-            if entry.connector.is_some() && entry.last_used.elapsed() >= self.idle {
-                entry.connector = None;
-                dropped += 1;
-            }
-        }
-        dropped
+        // taken under the lock every request needs, dropped (connections shut) after it
+        let quiet: Vec<ToolConnector> = lock(&self.cache)
+            .values_mut()
+            .filter(|entry| entry.last_used.elapsed() >= self.idle)
+            .filter_map(|entry| entry.connector.take())
+            .collect();
+        quiet.len()
     }
 
     /// Tools whose connection pool to the apiserver is open.
