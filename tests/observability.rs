@@ -118,6 +118,18 @@ async fn openapi_document_validates_and_matches_the_served_routes() {
     }
 }
 
+/// The gateway's /metrics text (admin port).
+async fn metrics_text(gw: &Gateway) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{}/metrics", gw.admin))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
@@ -140,16 +152,7 @@ async fn metrics_move_with_traffic_and_responses_carry_request_ids() {
     );
     let (c, k) = pki.tool_cert(tool);
     let client = https(&cluster.ca, Some((&c, &k)));
-    let plain = reqwest::Client::new();
-    let metrics_url = format!("http://{}/metrics", gw.admin);
-    let before = plain
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let before = metrics_text(&gw).await;
     assert_eq!(metric(&before, "jobs_gateway_http_requests_total{"), 0.0);
 
     let mut ids = std::collections::HashSet::new();
@@ -171,14 +174,7 @@ async fn metrics_move_with_traffic_and_responses_carry_request_ids() {
     assert_eq!(ids.len(), 6, "request ids are unique");
     assert!(limited, "the burst of 4 was exceeded");
 
-    let after = plain
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let after = metrics_text(&gw).await;
     assert!(
         after.contains(r#"jobs_gateway_http_requests_total{route="/jobs/api/v1/list/",method="GET",status="200"} 4"#),
         "{after}"
@@ -261,23 +257,11 @@ async fn a_quiet_tool_keeps_its_credentials_but_not_its_apiserver_connection() {
         .unwrap_or_else(|| panic!("no port in {}", cluster.url));
     let (c, k) = pki.tool_cert(tool);
     let client = https(&cluster.ca, Some((&c, &k)));
-    let plain = reqwest::Client::new();
-    let metrics_url = format!("http://{}/metrics", gw.admin);
-    let metrics = || async {
-        plain
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_default()
-    };
     let before = gw.connections_to(apiserver_port);
 
     let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 200, "{body}");
-    let m = metrics().await;
+    let m = metrics_text(&gw).await;
     assert_eq!(metric(&m, "jobs_gateway_kube_connected_tools"), 1.0, "{m}");
     assert_eq!(
         gw.connections_to(apiserver_port),
@@ -295,7 +279,7 @@ async fn a_quiet_tool_keeps_its_credentials_but_not_its_apiserver_connection() {
         before,
         "closed when idle"
     );
-    let m = metrics().await;
+    let m = metrics_text(&gw).await;
     assert_eq!(metric(&m, "jobs_gateway_kube_connected_tools"), 0.0, "{m}");
     assert_eq!(
         metric(&m, "jobs_gateway_credential_cache_tools"),
@@ -306,7 +290,7 @@ async fn a_quiet_tool_keeps_its_credentials_but_not_its_apiserver_connection() {
     // the next request reconnects without reading the certificate again
     let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 200, "{body}");
-    let m = metrics().await;
+    let m = metrics_text(&gw).await;
     assert_eq!(metric(&m, "jobs_gateway_kube_connected_tools"), 1.0, "{m}");
     assert_eq!(
         metric(&m, "jobs_gateway_credential_cache_misses_total"),
