@@ -73,13 +73,21 @@ struct Args {
     gateway_log: String,
 }
 
+/// The checkout, read at run time (cargo sets it): a target dir shared by checkouts at other
+/// paths may hold a binary built from another one.
+fn repo() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn die(msg: impl std::fmt::Display) -> ! {
     eprintln!("gateway bench: {msg}");
     std::process::exit(2);
 }
 
 fn parse_args(raw: &[String]) -> Args {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = repo();
     let mut a = Args {
         tools: std::env::var("BENCH_TOOLS")
             .ok()
@@ -819,7 +827,7 @@ async fn bench(args: Args, cluster: Cluster) {
     let load_start = loadavg();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     say(format!("load at start: {load_start} ({cores} cores)"));
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = repo();
     let _tmp;
     let work = match &args.work_dir {
         Some(d) => {

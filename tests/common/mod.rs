@@ -41,8 +41,13 @@ pub fn cluster() -> Cluster {
     }
 }
 
+/// The checkout under test. Read when the test runs (cargo sets it then too), not baked in at
+/// compile time: checkouts at different paths share one target dir, and a binary cargo thinks
+/// fresh may have been built from another checkout.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Runs a command and returns its stdout; panics with its output if it fails.
