@@ -44,6 +44,8 @@ pub struct Config {
     pub credential_recheck: Duration,
     /// How long a tool's unused apiserver connection stays open.
     pub kube_idle: Duration,
+    /// How often the listeners' certificate, key and CA files are read for changes (0: never).
+    pub tls_reload: Duration,
     /// Optional YAML file with the image list.
     pub images_file: Option<PathBuf>,
     pub log_json: bool,
@@ -152,6 +154,7 @@ impl Config {
                 "JOBS_GATEWAY_CREDENTIAL_RECHECK_MS",
                 1000u64,
             )?),
+            tls_reload: Duration::from_millis(number("JOBS_GATEWAY_TLS_RELOAD_MS", 10_000u64)?),
             images_file: var("JOBS_GATEWAY_IMAGES_FILE").map(PathBuf::from),
             log_json,
             rate: (

@@ -43,6 +43,7 @@ type Labels = Vec<(&'static str, String)>;
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, Labels), u64>>,
     histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
+    gauges: Mutex<BTreeMap<&'static str, (&'static str, i64)>>,
     in_flight: AtomicI64,
 }
 
@@ -59,6 +60,11 @@ pub fn global() -> &'static Metrics {
 impl Metrics {
     pub fn inc(&self, name: &'static str, labels: Labels) {
         *lock(&self.counters).entry((name, labels)).or_insert(0) += 1;
+    }
+
+    /// Sets a gauge (no labels) with its help text.
+    pub fn set(&self, name: &'static str, help: &'static str, value: i64) {
+        lock(&self.gauges).insert(name, (help, value));
     }
 
     pub fn observe(&self, name: &'static str, labels: Labels, took: Duration) {
@@ -122,6 +128,11 @@ impl Metrics {
             "jobs_gateway_http_requests_in_flight {}",
             self.in_flight.load(Ordering::Relaxed)
         );
+        for (name, (help, value)) in lock(&self.gauges).iter() {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
         for (name, kind, help, value) in extra {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -226,11 +237,18 @@ mod tests {
         m.inc("t_total", vec![("route", "/a".into())]);
         m.inc("t_total", vec![("route", "/a".into())]);
         m.observe("t_seconds", vec![], Duration::from_millis(3));
+        m.set("g_seconds", "a time", 5);
+        m.set("g_seconds", "a time", 1_900_000_000);
         let text = m.render(&[("x_hits", "counter", "hits", 7)]);
         assert!(text.contains("t_total{route=\"/a\"} 2"), "{text}");
         assert!(text.contains("t_seconds_bucket{le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("t_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
         assert!(text.contains("t_seconds_count 1"), "{text}");
         assert!(text.contains("x_hits 7"), "{text}");
+        assert!(
+            text.contains("# TYPE g_seconds gauge\ng_seconds 1900000000\n"),
+            "{text}"
+        );
+        assert!(!text.contains("g_seconds 5"), "{text}");
     }
 }

@@ -69,6 +69,132 @@ pub fn tls_config(
     Ok(config)
 }
 
+/// The files the TLS listeners are made from, and the listeners' configs to swap when they
+/// change (a renewed certificate, a rotated CA: cert-manager, a Kubernetes secret update).
+/// Connections already open keep the config they started with.
+struct TlsReload {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    /// Per listener: the CA file its client certificates chain to, and its live config.
+    listeners: Vec<(std::path::PathBuf, RustlsConfig)>,
+}
+
+/// The contents of a [`TlsReload`]'s files, CAs in the order of its listeners.
+struct TlsFiles {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    cas: Vec<Vec<u8>>,
+}
+
+/// What the files held, to notice a change by content (a secret's symlink swap keeps old
+/// mtimes; a second-granular mtime misses two writes within a second). Not kept as bytes: the
+/// key stays only inside rustls.
+fn fingerprint(cert: &[u8], key: &[u8], cas: &[Vec<u8>]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (cert, key, cas).hash(&mut h);
+    h.finish()
+}
+
+/// Publishes the serving certificate's notAfter (unix seconds) as a gauge to alert on.
+fn publish_certificate_expiry(cert_pem: &[u8]) {
+    let not_after = pem_certificates(cert_pem).ok().and_then(|ders| {
+        let der = ders.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    });
+    if let Some(t) = not_after {
+        crate::metrics::global().set(
+            "jobs_gateway_tls_certificate_not_after_seconds",
+            "when the serving certificate expires (unix time)",
+            t,
+        );
+    }
+}
+
+impl TlsReload {
+    /// Reads every file; an error names the file, never its content.
+    fn read_all(&self) -> Result<TlsFiles, StartError> {
+        let cas = self
+            .listeners
+            .iter()
+            .map(|(ca, _)| read(ca))
+            .collect::<Result<_, _>>()?;
+        Ok(TlsFiles {
+            cert: read(&self.cert)?,
+            key: read(&self.key)?,
+            cas,
+        })
+    }
+
+    /// Every `period`: if any file changed and the whole set makes valid configs (a certificate
+    /// matching its key, CAs that parse), every listener switches to them; otherwise the
+    /// listeners keep what they have and the refusal is logged once per distinct content.
+    async fn watch(self, period: Duration, mut seen: u64) {
+        let this = Arc::new(self);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut last_problem = String::new();
+        loop {
+            tick.tick().await;
+            let reader = this.clone();
+            let files = match tokio::task::spawn_blocking(move || reader.read_all()).await {
+                Ok(Ok(files)) => files,
+                Ok(Err(e)) => {
+                    if e.0 != last_problem {
+                        tracing::warn!(
+                            "TLS files not reloaded: {e}; the listeners keep the previous ones"
+                        );
+                        crate::metrics::global().inc(
+                            "jobs_gateway_tls_reloads_total",
+                            vec![("result", "refused".into())],
+                        );
+                        last_problem = e.0;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("TLS reload task failed: {e}");
+                    continue;
+                }
+            };
+            let TlsFiles { cert, key, cas } = files;
+            let now = fingerprint(&cert, &key, &cas);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            let built: Result<Vec<rustls::ServerConfig>, StartError> =
+                cas.iter().map(|ca| tls_config(&cert, &key, ca)).collect();
+            match built {
+                Ok(configs) => {
+                    for ((_, live), config) in this.listeners.iter().zip(configs) {
+                        live.reload_from_config(Arc::new(config));
+                    }
+                    publish_certificate_expiry(&cert);
+                    last_problem.clear();
+                    crate::metrics::global().inc(
+                        "jobs_gateway_tls_reloads_total",
+                        vec![("result", "applied".into())],
+                    );
+                    tracing::info!(cert = %this.cert.display(), "TLS certificate, key and client CAs reloaded");
+                }
+                Err(e) => {
+                    crate::metrics::global().inc(
+                        "jobs_gateway_tls_reloads_total",
+                        vec![("result", "refused".into())],
+                    );
+                    tracing::warn!(
+                        "TLS files not reloaded: {e}; the listeners keep the previous ones"
+                    );
+                    last_problem = e.0;
+                }
+            }
+        }
+    }
+}
+
 /// Builds the shared state from configuration.
 pub fn build_state(config: Config) -> Result<AppState, StartError> {
     let catalog = match &config.images_file {
@@ -293,15 +419,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let direct_addr = config.direct_addr;
     let ingress_addr = config.ingress_addr;
     let admin_addr = config.admin_addr;
+    let tls_reload = config.tls_reload;
+    let mut reload = TlsReload {
+        cert: config.tls_cert.clone(),
+        key: config.tls_key.clone(),
+        listeners: Vec::new(),
+    };
+    publish_certificate_expiry(&cert);
     crate::metrics::set_kube_timeout(config.kube_timeout);
     let state = build_state(config)?;
     spawn_housekeeping(state.rate_limits.clone());
     spawn_connection_sweeper(state.credentials.clone());
     spawn_image_reloader(&state);
     let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
+    // the CA files' contents, in the order of reload.listeners
+    let mut cas: Vec<Vec<u8>> = Vec::new();
     let mut spawn_tls =
-        |addr: SocketAddr, ca: &[u8], listener: Listener| -> Result<(), StartError> {
+        |addr: SocketAddr, ca: &[u8], listener: Listener| -> Result<RustlsConfig, StartError> {
             let tls = RustlsConfig::from_config(Arc::new(tls_config(&cert, &key, ca)?));
+            let handle = tls.clone();
             let app = api::router(state.clone(), listener);
             tasks.spawn(async move {
                 tracing::info!(%addr, ?listener, "listening (TLS)");
@@ -315,13 +451,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                     .await
                     .map_err(|e| StartError(format!("{listener:?} listener on {addr}: {e}")))
             });
-            Ok(())
+            Ok(handle)
         };
     if let Some(addr) = direct_addr {
-        spawn_tls(addr, &client_ca, Listener::Direct)?;
+        let handle = spawn_tls(addr, &client_ca, Listener::Direct)?;
+        reload
+            .listeners
+            .push((state.config.client_ca.clone(), handle));
+        cas.push(client_ca.clone());
     }
     if let Some(addr) = ingress_addr {
-        spawn_tls(addr, &ingress_ca, Listener::Ingress)?;
+        let handle = spawn_tls(addr, &ingress_ca, Listener::Ingress)?;
+        reload
+            .listeners
+            .push((state.config.ingress_ca.clone(), handle));
+        cas.push(ingress_ca.clone());
+    }
+    if !tls_reload.is_zero() {
+        let seen = fingerprint(&cert, &key, &cas);
+        tokio::spawn(reload.watch(tls_reload, seen));
     }
     if let Some(addr) = admin_addr {
         let app = admin_router(state.clone());

@@ -448,3 +448,157 @@ async fn home_certificates_of_another_tool_or_outside_the_home_are_refused() {
         "{body}"
     );
 }
+
+/// The certificate the gateway presents to a new TLS connection on `addr` (DER).
+async fn served_certificate(addr: std::net::SocketAddr, ca: &std::path::Path) -> Vec<u8> {
+    use std::sync::Arc;
+    install_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{e}"));
+    for der in
+        jobs_gateway::credentials::pem_certificates(&ca_pem).unwrap_or_else(|e| panic!("{e}"))
+    {
+        roots
+            .add(rustls_pki_types::CertificateDer::from(der))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap_or_else(|e| panic!("{e}"))
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name =
+        rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS: {e}"));
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_else(|| panic!("no server certificate"))
+}
+
+fn first_certificate(path: &std::path::Path) -> Vec<u8> {
+    let pem = std::fs::read(path).unwrap_or_else(|e| panic!("{e}"));
+    jobs_gateway::credentials::pem_certificates(&pem)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no certificate in {}", path.display()))
+}
+
+/// Puts a copy of `from` at `to` in one step (rename), as a secret update does.
+fn replace_file(from: &std::path::Path, to: &std::path::Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&tmp, to).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn a_renewed_gateway_certificate_is_served_without_restart_and_a_torn_one_is_not() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "renew-carol");
+    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_TLS_RELOAD_MS", "200")]);
+    let metrics_url = format!("http://{}/metrics", gw.admin);
+    let metrics = || async {
+        reqwest::get(&metrics_url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let expiry = "jobs_gateway_tls_certificate_not_after_seconds";
+    let original = first_certificate(&pki.path("gateway.crt"));
+    assert_eq!(served_certificate(gw.direct, &cluster.ca).await, original);
+    let expiry_before = metric(&metrics().await, expiry);
+    assert!(expiry_before.is_some(), "{}", metrics().await);
+    // a client connected before the renewal
+    let (cert, key) = pki.tool_cert("renew-carol");
+    let client = https(&cluster.ca, Some((&cert, &key)));
+    let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200, "{body}");
+
+    // cert-manager renews: a new key pair, valid for 30 days instead of the dev default
+    let (new_crt, new_key) = pki.mint_client_with(
+        "gateway-renewed",
+        "/CN=jobs-gateway",
+        &["--server", "--days", "30"],
+    );
+    let renewed = first_certificate(&new_crt);
+    assert_ne!(renewed, original);
+
+    // Half-way through: the new certificate beside the old key. Refused, the old pair stays.
+    replace_file(&new_crt, &pki.path("gateway.crt"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        served_certificate(gw.direct, &cluster.ca).await,
+        original,
+        "a certificate that does not match the key must not be taken"
+    );
+    let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200, "{body}");
+    let text = metrics().await;
+    assert_eq!(
+        metric(&text, "jobs_gateway_tls_reloads_total{result=\"refused\"}"),
+        Some(1.0),
+        "one refusal, logged once although the files stayed torn for several checks: {text}"
+    );
+    assert!(
+        gw.log_text().contains("TLS files not reloaded"),
+        "{}",
+        gw.log_text()
+    );
+
+    // The key arrives: new connections get the renewed certificate, same process.
+    replace_file(&new_key, &pki.path("gateway.key"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_certificate(gw.direct, &cluster.ca).await != renewed {
+        assert!(
+            Instant::now() < deadline,
+            "renewed certificate not served: {}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_certificate(gw.ingress, &cluster.ca).await, renewed);
+    let fresh = https(&cluster.ca, Some((&cert, &key)));
+    let (status, body) = call(fresh.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(
+        status, 200,
+        "the client connected before still works: {body}"
+    );
+    let text = metrics().await;
+    assert_eq!(
+        metric(&text, "jobs_gateway_tls_reloads_total{result=\"applied\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    let expiry_after = metric(&text, expiry);
+    assert!(
+        expiry_after < expiry_before,
+        "the gauge follows the 30-day certificate: {expiry_before:?} -> {expiry_after:?}"
+    );
+    let log = gw.log_text();
+    assert!(log.contains("reloaded"), "{log}");
+    assert!(
+        !log.contains("PRIVATE KEY") && !log.contains("BEGIN"),
+        "{log}"
+    );
+}
