@@ -90,7 +90,31 @@ pub struct CredentialStore {
     /// Tools with a read that timed out and is still hanging.
     stuck: Arc<Mutex<HashMap<ToolName, usize>>>,
     cache: Mutex<HashMap<ToolName, Entry>>,
+    /// Per tool with a check or load under way: requests that need one wait for it and take
+    /// its result instead of reading the same files (on NFS) again each.
+    loading: Arc<Mutex<HashMap<ToolName, Arc<tokio::sync::Mutex<()>>>>>,
     stats: Mutex<CacheStats>,
+}
+
+/// Holds a tool's load turn; the last one out removes the tool's gate.
+struct LoadTurn {
+    loading: Arc<Mutex<HashMap<ToolName, Arc<tokio::sync::Mutex<()>>>>>,
+    tool: ToolName,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for LoadTurn {
+    fn drop(&mut self) {
+        let mut loading = lock(&self.loading);
+        self.held = None;
+        // the map's reference is the only one left: nobody holds or waits for this gate
+        if loading
+            .get(&self.tool)
+            .is_some_and(|gate| Arc::strong_count(gate) == 1)
+        {
+            loading.remove(&self.tool);
+        }
+    }
 }
 
 /// Settings of a [`CredentialStore`].
@@ -167,6 +191,7 @@ impl CredentialStore {
             blocking: Arc::new(Semaphore::new(settings.max_blocking_reads.max(1))),
             stuck: Arc::new(Mutex::new(HashMap::new())),
             cache: Mutex::new(HashMap::new()),
+            loading: Arc::new(Mutex::new(HashMap::new())),
             stats: Mutex::new(CacheStats::default()),
         })
     }
@@ -181,10 +206,23 @@ impl CredentialStore {
 
     /// A kube client that acts as `tool`.
     pub async fn client_for(&self, tool: &ToolName) -> Result<kube::Client, CredentialError> {
+        let arrived = Instant::now();
+        if let Some(entry) = lock(&self.cache).get_mut(tool) {
+            if entry.checked.elapsed() < self.recheck {
+                entry.last_used = arrived;
+                lock(&self.stats).hits += 1;
+                return Ok(self.client_of(tool, entry));
+            }
+        }
+        // One check or load per tool at a time. Whoever waited takes a result made after it
+        // arrived instead of doing the same reads again.
+        let _turn = self.load_turn(tool).await;
         let cached_stamp = {
             let mut cache = lock(&self.cache);
             match cache.get_mut(tool) {
-                Some(entry) if entry.checked.elapsed() < self.recheck => {
+                Some(entry)
+                    if entry.checked >= arrived || entry.checked.elapsed() < self.recheck =>
+                {
                     entry.last_used = Instant::now();
                     lock(&self.stats).hits += 1;
                     return Ok(self.client_of(tool, entry));
@@ -255,6 +293,19 @@ impl CredentialStore {
             }
         }
         Ok(client)
+    }
+
+    /// Waits for the tool's turn to check or load its files.
+    async fn load_turn(&self, tool: &ToolName) -> LoadTurn {
+        let gate = lock(&self.loading)
+            .entry(tool.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        LoadTurn {
+            loading: self.loading.clone(),
+            tool: tool.clone(),
+            held: Some(gate.lock_owned().await),
+        }
     }
 
     /// A kube client over the entry's connection pool (made if it was dropped).
