@@ -275,14 +275,21 @@ async fn a_job_goes_pending_running_completed_in_both_status_shapes() {
     })).await;
     let (_, shown) = call(client.get(v1())).await;
     assert_eq!(shown["job"]["status"]["short"], "running", "{shown}");
-    let (_, old_shown) = call(client.get(old())).await;
-    assert!(
-        old_shown["status_short"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("Running for"),
-        "{old_shown}"
-    );
+    // "Running for" needs the Job's own status (active, startTime), which the job controller
+    // writes after making the pod: it may come a moment later
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let old_shown = loop {
+        let (_, old_shown) = call(client.get(old())).await;
+        let short = old_shown["status_short"].as_str().unwrap_or_default();
+        if short.starts_with("Running for") {
+            break old_shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never 'Running for': {old_shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(
         old_shown["status_long"]
             .as_str()
