@@ -430,6 +430,16 @@ async fn release16_cli_full_scenario() {
     assert_eq!(last.lines().len(), 2, "{last}");
     assert!(!last.stdout.contains("first line"), "{last}");
     assert!(last.stdout.contains("third line"), "{last}");
+    // a time window cannot be cut out of file logs: said plainly, not ignored
+    for args in [
+        &["logs", "once", "--since", "10m"][..],
+        &["logs", "once", "-f", "--until", "2026-03-02T21:29:55+01:00"][..],
+    ] {
+        let out = cli.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {out}");
+        assert!(out.all().contains("cannot be applied"), "{args:?}: {out}");
+        assert!(!out.stdout.contains("first line"), "{args:?}: {out}");
+    }
 
     let quota = cli.ok(&["quota"]);
     for want in [

@@ -37,6 +37,10 @@ fn messages_only() -> Value {
 }
 
 /// Describes a served (method, path); `None` means the route is undocumented (a test fails).
+/// The logs service's time window, which file logs cannot honour.
+const NO_TIME_WINDOW: &str =
+    "not supported: file logs carry no per-line time, so a request with it gets 400 (use lines)";
+
 fn describe(method: &str, path: &str) -> Option<Op> {
     let legacy = is_legacy(path);
     // the part after the generation's prefix (whatever the configured route prefix is)
@@ -219,10 +223,14 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             (200, "quota", wrapped("quota", schema("QuotaV1"))),
         ),
         (false, "get", "/tool/{tool}/job/{name}/logs") => Op {
-            query: &[(
-                "lines",
-                "how many of the last lines (default 500, at most 5000)",
-            )],
+            query: &[
+                (
+                    "lines",
+                    "how many of the last lines (default 500, at most 5000)",
+                ),
+                ("since", NO_TIME_WINDOW),
+                ("until", NO_TIME_WINDOW),
+            ],
             ..op(
                 "The job's file logs, newest first (16.2 logs service)",
                 "16.x logs",
@@ -235,7 +243,11 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             )
         },
         (false, "get", "/tool/{tool}/job/{name}/logs_stream") => Op {
-            query: &[("lines", "how many of the last lines to start with")],
+            query: &[
+                ("lines", "how many of the last lines to start with"),
+                ("since", NO_TIME_WINDOW),
+                ("until", NO_TIME_WINDOW),
+            ],
             ..op(
                 "Follow the job's file logs (16.2 logs service)",
                 "16.x logs",

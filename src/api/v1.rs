@@ -188,6 +188,30 @@ pub async fn job_logs(
 #[derive(Debug, Deserialize, Default)]
 pub struct PagedLogParams {
     lines: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+impl PagedLogParams {
+    /// `since`/`until` (the 16.2 CLI's `--since`/`--until`) select by the time of each line;
+    /// file logs have none, so they are refused rather than silently ignored.
+    fn refuse_time_window(&self) -> Result<(), ApiError> {
+        let given: Vec<&str> = [
+            ("since (--since)", &self.since),
+            ("until (--until)", &self.until),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k)
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::bad_request(format!(
+            "{} cannot be applied: this job's logs are files whose lines carry no time; use --last N (the last N lines) instead",
+            given.join(" and ")
+        )))
+    }
 }
 
 /// 16.2 logs service, without `-f`: one page, newest first, no further pages.
@@ -198,6 +222,7 @@ pub async fn paged_logs(
     Query(params): Query<PagedLogParams>,
 ) -> Result<Json<Value>, ApiError> {
     same_tool(&caller, &tool)?;
+    params.refuse_time_window()?;
     let resp = handlers::log_response(
         &state,
         &caller,
@@ -231,6 +256,7 @@ pub async fn stream_logs(
     Query(params): Query<PagedLogParams>,
 ) -> Result<Response, ApiError> {
     same_tool(&caller, &tool)?;
+    params.refuse_time_window()?;
     handlers::log_response(
         &state,
         &caller,

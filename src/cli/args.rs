@@ -197,10 +197,11 @@ pub struct LogsArgs {
     /// Only the last N lines
     #[arg(short = 'l', long = "last", value_name = "N")]
     pub last: Option<u64>,
-    /// Only lines since TIME (ISO 8601 or a duration like 1h30m)
+    /// Only lines since TIME (ISO 8601 or a duration like 1h30m); a server whose logs are
+    /// files (this gateway) refuses it, as their lines carry no time
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
-    /// Only lines until TIME
+    /// Only lines until TIME (refused for file logs, like --since)
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
 }
