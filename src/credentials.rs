@@ -10,8 +10,11 @@
 //! holds one slot and fails that tool's request with 503, other tools carry on. A tool whose read
 //! is still hung gets 503 at once instead of taking a second slot.
 //!
-//! Clients are cached per tool and reused (connection pool, TLS sessions). Every request stats
-//! the two files; a changed size, mtime or inode (a rotated certificate) rebuilds the client.
+//! A tool's checked certificate and TLS config are cached and reused; its apiserver connection
+//! is kept while it is in use. The files are stat'ed again when the last check is older than
+//! the recheck time (every request with `0`); a changed size, mtime or inode (a rotated
+//! certificate) reloads them. One check or load per tool runs at a time; requests that arrive
+//! meanwhile take its result if it started after they arrived.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -214,9 +217,14 @@ impl CredentialStore {
                 return Ok(self.client_of(tool, entry));
             }
         }
-        // One check or load per tool at a time. Whoever waited takes a result made after it
-        // arrived instead of doing the same reads again.
-        let _turn = self.load_turn(tool).await;
+        // One check or load per tool at a time. Whoever waited takes a result whose reads
+        // started after it arrived instead of doing the same reads again. The wait is bounded
+        // like a read: the one ahead gives up after the fs timeout.
+        let _turn = tokio::time::timeout(self.fs_timeout, self.load_turn(tool))
+            .await
+            .map_err(|_| CredentialError::Timeout {
+                tool: tool.to_string(),
+            })?;
         let cached_stamp = {
             let mut cache = lock(&self.cache);
             match cache.get_mut(tool) {
@@ -231,6 +239,8 @@ impl CredentialStore {
                 None => None,
             }
         };
+        // when the files were looked at: a rotation after this is not seen by this check
+        let started = Instant::now();
         if let Some(stamp) = cached_stamp {
             let home_root = self.home_root.clone();
             let t = tool.clone();
@@ -242,7 +252,7 @@ impl CredentialStore {
                 if let Some(entry) = cache.get_mut(tool) {
                     if entry.stamp == current {
                         entry.last_used = Instant::now();
-                        entry.checked = entry.last_used;
+                        entry.checked = started;
                         lock(&self.stats).hits += 1;
                         return Ok(self.client_of(tool, entry));
                     }
@@ -276,7 +286,7 @@ impl CredentialStore {
             tls,
             connector: None,
             last_used: Instant::now(),
-            checked: Instant::now(),
+            checked: started,
         };
         let client = self.client_of(tool, &mut entry);
         let mut cache = lock(&self.cache);
@@ -384,20 +394,41 @@ impl CredentialStore {
             let _guard = guard;
             f()
         });
+        // however this wait ends (done, timed out, or the request given up by its client), a
+        // read still under way marks the tool stuck until it ends
+        let _abandon = MarkIfUnfinished {
+            stuck_tools: self.stuck.clone(),
+            tool: tool.clone(),
+            state,
+        };
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(CredentialError::Io {
                 tool: tool.to_string(),
                 reason: format!("reader task failed: {join}"),
             }),
-            Err(_) => {
-                let mut st = lock(&state);
-                if !st.finished {
-                    st.stuck = true;
-                    *lock(&self.stuck).entry(tool.clone()).or_insert(0) += 1;
-                }
-                Err(timeout())
-            }
+            Err(_) => Err(timeout()),
+        }
+    }
+}
+
+/// Dropped when a request stops waiting for a blocking read: if the read has not ended, the
+/// tool is marked stuck (its next requests fail at once instead of each taking another slot
+/// of the blocking pool); the read's own [`ReadGuard`] clears the mark when it ends.
+struct MarkIfUnfinished {
+    stuck_tools: Arc<Mutex<HashMap<ToolName, usize>>>,
+    tool: ToolName,
+    state: Arc<Mutex<ReadState>>,
+}
+
+impl Drop for MarkIfUnfinished {
+    fn drop(&mut self) {
+        let mut st = lock(&self.state);
+        if !st.finished && !st.stuck {
+            st.stuck = true;
+            *lock(&self.stuck_tools)
+                .entry(self.tool.clone())
+                .or_insert(0) += 1;
         }
     }
 }

@@ -248,3 +248,43 @@ async fn mutating_calls_leave_one_audit_line_without_secrets() {
     let key_body = key_text.lines().nth(1).unwrap_or("-");
     assert!(!log.contains(key_body), "key material in the log");
 }
+
+#[tokio::test]
+async fn a_request_given_up_during_a_hung_read_leaves_the_tool_failing_fast() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "hang-carol");
+    let gw = Gateway::start(
+        &pki,
+        &[
+            ("JOBS_GATEWAY_FS_TIMEOUT_MS", "5000"),
+            ("JOBS_GATEWAY_CREDENTIAL_RECHECK_MS", "0"),
+        ],
+    );
+    let (c, k) = pki.tool_cert("hang-carol");
+    let carol = https(&cluster.ca, Some((&c, &k)));
+    let (status, _) = call(carol.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200);
+    let crt = pki.home_root.join("hang-carol/.toolskube/client.crt");
+    std::fs::remove_file(&crt).unwrap_or_else(|e| panic!("{e}"));
+    run_ok(std::process::Command::new("mkfifo").arg(&crt));
+
+    // the client gives up while the gateway's read of the certificate hangs
+    let impatient = carol
+        .get(gw.direct_url("/api/v1/list/"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(impatient.is_err(), "{impatient:?}");
+    // that read still holds a slot: the next request must not start another and wait 5 s
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    let (status, body) = call(carol.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the next request took {:?}",
+        t.elapsed()
+    );
+    let _ = std::fs::OpenOptions::new().write(true).open(&crt);
+}
