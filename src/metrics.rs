@@ -62,6 +62,11 @@ impl Metrics {
         *lock(&self.counters).entry((name, labels)).or_insert(0) += 1;
     }
 
+    /// Makes a counter series exist (at 0) before its first event.
+    pub fn touch(&self, name: &'static str, labels: Labels) {
+        lock(&self.counters).entry((name, labels)).or_insert(0);
+    }
+
     /// Sets a gauge (no labels) with its help text.
     pub fn set(&self, name: &'static str, help: &'static str, value: i64) {
         lock(&self.gauges).insert(name, (help, value));

@@ -87,8 +87,8 @@ struct TlsFiles {
 }
 
 /// What the files held, to notice a change by content (a secret's symlink swap keeps old
-/// mtimes; a second-granular mtime misses two writes within a second). Not kept as bytes: the
-/// key stays only inside rustls.
+/// mtimes; a second-granular mtime misses two writes within a second). The reload keeps only
+/// this hash of what it read, not the bytes.
 fn fingerprint(cert: &[u8], key: &[u8], cas: &[Vec<u8>]) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut h = DefaultHasher::new();
@@ -127,44 +127,79 @@ impl TlsReload {
         })
     }
 
-    /// Every `period`: if any file changed and the whole set makes valid configs (a certificate
-    /// matching its key, CAs that parse), every listener switches to them; otherwise the
-    /// listeners keep what they have and the refusal is logged once per distinct content.
-    async fn watch(self, period: Duration, mut seen: u64) {
+    /// Every `period`: if the files' content differs from what is served and from the last
+    /// refused set, and the whole set makes valid configs (a certificate matching its key, CAs
+    /// that parse), every listener switches to it; otherwise the listeners keep what they have
+    /// and the problem is logged and counted once.
+    async fn watch(self, period: Duration, served: u64) {
         let this = Arc::new(self);
+        let metrics = crate::metrics::global();
+        let count = |result: &str| {
+            metrics.inc(
+                "jobs_gateway_tls_reloads_total",
+                vec![("result", result.into())],
+            )
+        };
+        // both series exist from the start, so that a first refusal is an increase
+        for result in ["applied", "refused"] {
+            metrics.touch(
+                "jobs_gateway_tls_reloads_total",
+                vec![("result", result.into())],
+            );
+        }
+        let mut served = served;
+        let mut refused: Option<u64> = None;
+        let mut last_problem = String::new();
+        let problem = |last: &mut String, text: String| {
+            if text != *last {
+                tracing::warn!(
+                    "TLS files not reloaded: {text}; the listeners keep the previous ones"
+                );
+                count("refused");
+                *last = text;
+            }
+        };
+        // a read that hangs (a network filesystem) is waited for on later ticks, not repeated
+        let read_limit = period.max(Duration::from_secs(5));
+        let mut pending: Option<tokio::task::JoinHandle<Result<TlsFiles, StartError>>> = None;
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        let mut last_problem = String::new();
         loop {
             tick.tick().await;
-            let reader = this.clone();
-            let files = match tokio::task::spawn_blocking(move || reader.read_all()).await {
-                Ok(Ok(files)) => files,
-                Ok(Err(e)) => {
-                    if e.0 != last_problem {
-                        tracing::warn!(
-                            "TLS files not reloaded: {e}; the listeners keep the previous ones"
-                        );
-                        crate::metrics::global().inc(
-                            "jobs_gateway_tls_reloads_total",
-                            vec![("result", "refused".into())],
-                        );
-                        last_problem = e.0;
-                    }
+            let mut read = pending.take().unwrap_or_else(|| {
+                let reader = this.clone();
+                tokio::task::spawn_blocking(move || reader.read_all())
+            });
+            let files = match tokio::time::timeout(read_limit, &mut read).await {
+                Ok(Ok(Ok(files))) => files,
+                Ok(Ok(Err(e))) => {
+                    problem(&mut last_problem, e.0);
                     continue;
                 }
-                Err(e) => {
-                    tracing::warn!("TLS reload task failed: {e}");
+                Ok(Err(e)) => {
+                    problem(&mut last_problem, format!("the reading task failed: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    problem(
+                        &mut last_problem,
+                        format!("reading them took over {} s", read_limit.as_secs()),
+                    );
+                    pending = Some(read);
                     continue;
                 }
             };
             let TlsFiles { cert, key, cas } = files;
             let now = fingerprint(&cert, &key, &cas);
-            if now == seen {
+            if now == served {
+                // back to (or still) what is served: a later problem is news again
+                last_problem.clear();
                 continue;
             }
-            seen = now;
+            if refused == Some(now) {
+                continue;
+            }
             let built: Result<Vec<rustls::ServerConfig>, StartError> =
                 cas.iter().map(|ca| tls_config(&cert, &key, ca)).collect();
             match built {
@@ -172,23 +207,16 @@ impl TlsReload {
                     for ((_, live), config) in this.listeners.iter().zip(configs) {
                         live.reload_from_config(Arc::new(config));
                     }
-                    publish_certificate_expiry(&cert);
+                    served = now;
+                    refused = None;
                     last_problem.clear();
-                    crate::metrics::global().inc(
-                        "jobs_gateway_tls_reloads_total",
-                        vec![("result", "applied".into())],
-                    );
-                    tracing::info!(cert = %this.cert.display(), "TLS certificate, key and client CAs reloaded");
+                    publish_certificate_expiry(&cert);
+                    count("applied");
+                    tracing::info!(cert = %this.cert.display(), "TLS certificate, key and CAs reloaded");
                 }
                 Err(e) => {
-                    crate::metrics::global().inc(
-                        "jobs_gateway_tls_reloads_total",
-                        vec![("result", "refused".into())],
-                    );
-                    tracing::warn!(
-                        "TLS files not reloaded: {e}; the listeners keep the previous ones"
-                    );
-                    last_problem = e.0;
+                    refused = Some(now);
+                    problem(&mut last_problem, e.0);
                 }
             }
         }
@@ -471,6 +499,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let seen = fingerprint(&cert, &key, &cas);
         tokio::spawn(reload.watch(tls_reload, seen));
     }
+    // the key's bytes live on only inside rustls, not for the life of this function
+    drop(key);
     if let Some(addr) = admin_addr {
         let app = admin_router(state.clone());
         tasks.spawn(async move {

@@ -524,6 +524,8 @@ async fn a_renewed_gateway_certificate_is_served_without_restart_and_a_torn_one_
     };
     let expiry = "jobs_gateway_tls_certificate_not_after_seconds";
     let original = first_certificate(&pki.path("gateway.crt"));
+    let saved = pki.dir.path().join("gateway-original.crt");
+    std::fs::copy(pki.path("gateway.crt"), &saved).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(served_certificate(gw.direct, &cluster.ca).await, original);
     let expiry_before = metric(&metrics().await, expiry);
     assert!(expiry_before.is_some(), "{}", metrics().await);
@@ -563,6 +565,22 @@ async fn a_renewed_gateway_certificate_is_served_without_restart_and_a_torn_one_
         "{}",
         gw.log_text()
     );
+
+    // Rolled back to what is served: nothing to reload, nothing new to report.
+    replace_file(&saved, &pki.path("gateway.crt"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let text = metrics().await;
+    assert_eq!(
+        metric(&text, "jobs_gateway_tls_reloads_total{result=\"applied\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "jobs_gateway_tls_reloads_total{result=\"refused\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    replace_file(&new_crt, &pki.path("gateway.crt"));
 
     // The key arrives: new connections get the renewed certificate, same process.
     replace_file(&new_key, &pki.path("gateway.key"));
