@@ -486,6 +486,8 @@ fn start_gateway(
         .env("JOBS_GATEWAY_DIRECT_ADDR", format!("127.0.0.1:{port}"))
         .env("JOBS_GATEWAY_INGRESS_ADDR", "")
         .env("JOBS_GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+        // no traffic to turn away when the run ends: stop at once on SIGTERM
+        .env("JOBS_GATEWAY_SHUTDOWN_DELAY_MS", "0")
         .env("JOBS_GATEWAY_TLS_CERT", pki.join("gateway.crt"))
         .env("JOBS_GATEWAY_TLS_KEY", pki.join("gateway.key"))
         .env("JOBS_GATEWAY_CLIENT_CA", &cluster.ca)

@@ -59,6 +59,7 @@ up() {
     JOBS_GATEWAY_TLS_CERT=$dir/pki/gateway.crt JOBS_GATEWAY_TLS_KEY=$dir/pki/gateway.key \
     JOBS_GATEWAY_CLIENT_CA=$TJF_KUBE_CA JOBS_GATEWAY_KUBE_URL=$TJF_KUBE_URL \
     JOBS_GATEWAY_KUBE_CA=$TJF_KUBE_CA JOBS_GATEWAY_HOME_ROOT=$dir/project \
+    JOBS_GATEWAY_SHUTDOWN_DELAY_MS=0 JOBS_GATEWAY_SHUTDOWN_GRACE_MS=5000 \
       setsid "$target/debug/jobs-gateway" >"$dir/gateway.log" 2>&1 </dev/null &
     echo $! >"$dir/gateway.pid"
   fi
@@ -108,7 +109,14 @@ down() {
   [[ -d $dir ]] || { say "nothing to stop"; return 0; }
   if [[ -f $dir/ingress/nginx.pid ]]; then bash "$top/ingress/nginx/stop.sh" "$dir/ingress" >/dev/null 2>&1 || true; fi
   if alive "$dir/gateway.pid" jobs-gateway; then
+    # SIGTERM: the gateway lets requests in flight finish (at most 5 s here) and exits
     kill "$(cat "$dir/gateway.pid")" 2>/dev/null || true
+    local i
+    for i in $(seq 1 70); do
+      alive "$dir/gateway.pid" jobs-gateway || break
+      sleep 0.1
+    done
+    if alive "$dir/gateway.pid" jobs-gateway; then kill -KILL "$(cat "$dir/gateway.pid")" 2>/dev/null || true; fi
   fi
   rm -f "$dir/gateway.pid"
   if [[ -d $dir/cluster ]]; then bash "$top/tests/cluster/stop.sh" "$dir/cluster" "${purge[@]}" >/dev/null 2>&1 || true; fi

@@ -46,6 +46,11 @@ pub struct Config {
     pub kube_idle: Duration,
     /// How often the listeners' certificate, key and CA files are read for changes (0: never).
     pub tls_reload: Duration,
+    /// On SIGTERM: how long readiness fails while the listeners still serve (so that the
+    /// endpoints controller and the ingress stop sending traffic first).
+    pub shutdown_delay: Duration,
+    /// Then: how long requests in flight may take to finish before the process exits.
+    pub shutdown_grace: Duration,
     /// Optional YAML file with the image list.
     pub images_file: Option<PathBuf>,
     pub log_json: bool,
@@ -155,6 +160,14 @@ impl Config {
                 1000u64,
             )?),
             tls_reload: Duration::from_millis(number("JOBS_GATEWAY_TLS_RELOAD_MS", 10_000u64)?),
+            shutdown_delay: Duration::from_millis(number(
+                "JOBS_GATEWAY_SHUTDOWN_DELAY_MS",
+                5_000u64,
+            )?),
+            shutdown_grace: Duration::from_millis(number(
+                "JOBS_GATEWAY_SHUTDOWN_GRACE_MS",
+                20_000u64,
+            )?),
             images_file: var("JOBS_GATEWAY_IMAGES_FILE").map(PathBuf::from),
             log_json,
             rate: (

@@ -2,8 +2,7 @@ use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = match jobs_gateway::config::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -24,7 +23,21 @@ async fn main() -> ExitCode {
             .with_env_filter(filter)
             .init();
     }
-    match jobs_gateway::server::run(config).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jobs-gateway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(jobs_gateway::server::run(config));
+    // A read hung on NFS never ends; dropping the runtime would wait for it forever and the
+    // pod would only go with SIGKILL. Whatever is still blocked is abandoned.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

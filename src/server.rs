@@ -270,6 +270,8 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         max_body: config.max_body_bytes,
     };
     Ok(AppState {
+        draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         rate_limits,
         quotas: Arc::new(quotas),
         load,
@@ -424,7 +426,11 @@ fn admin_router(state: AppState) -> Router {
             "/readyz",
             get(move || {
                 let url = state.config.kube_url.clone();
+                let draining = state.draining.clone();
                 async move {
+                    if draining.load(std::sync::atomic::Ordering::Relaxed) {
+                        return (http::StatusCode::SERVICE_UNAVAILABLE, Json("draining"));
+                    }
                     if apiserver_reachable(&url).await {
                         (http::StatusCode::OK, Json("OK"))
                     } else {
@@ -460,6 +466,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     spawn_connection_sweeper(state.credentials.clone());
     spawn_image_reloader(&state);
     let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
+    // shared by the TLS listeners: stops them together, gracefully
+    let listeners = axum_server::Handle::<SocketAddr>::new();
     // the CA files' contents, in the order of reload.listeners
     let mut cas: Vec<Vec<u8>> = Vec::new();
     let mut spawn_tls =
@@ -467,6 +475,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             let tls = RustlsConfig::from_config(Arc::new(tls_config(&cert, &key, ca)?));
             let handle = tls.clone();
             let app = api::router(state.clone(), listener);
+            let stop = listeners.clone();
             tasks.spawn(async move {
                 tracing::info!(%addr, ?listener, "listening (TLS)");
                 // TCP_NODELAY: a reply written in two segments must not wait for the client's
@@ -475,6 +484,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                     .acceptor(axum_server::accept::NoDelayAcceptor::new());
                 axum_server::bind(addr)
                     .acceptor(acceptor)
+                    .handle(stop)
                     .serve(app.into_make_service())
                     .await
                     .map_err(|e| StartError(format!("{listener:?} listener on {addr}: {e}")))
@@ -501,9 +511,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     // the key's bytes live on only inside rustls, not for the life of this function
     drop(key);
+    let mut admin: JoinSet<Result<(), StartError>> = JoinSet::new();
     if let Some(addr) = admin_addr {
         let app = admin_router(state.clone());
-        tasks.spawn(async move {
+        admin.spawn(async move {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| StartError(format!("admin listener on {addr}: {e}")))?;
@@ -513,9 +524,61 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 .map_err(|e| StartError(format!("admin listener: {e}")))
         });
     }
-    match tasks.join_next().await {
-        Some(Ok(result)) => result,
-        Some(Err(e)) => Err(StartError(format!("listener task failed: {e}"))),
-        None => Err(StartError("no listener configured".into())),
+    let signal = tokio::select! {
+        Some(ended) = tasks.join_next() => return Err(listener_ended(ended)),
+        Some(ended) = admin.join_next() => return Err(listener_ended(ended)),
+        signal = shutdown_signal() => signal,
+    };
+
+    // Shutting down, as a rolling update or a drained node asks: first readiness fails while
+    // everything still serves, so that traffic is sent elsewhere; then no new connections,
+    // followed logs end, and the requests in flight get the grace time to finish. The admin
+    // port serves until the end.
+    let (delay, grace) = (state.config.shutdown_delay, state.config.shutdown_grace);
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        grace_ms = grace.as_millis() as u64,
+        "{signal}: shutting down; readiness fails now, new connections are refused after the delay, requests in flight then have the grace time"
+    );
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(delay).await;
+    state.stopping.send_replace(true);
+    listeners.graceful_shutdown(Some(grace));
+    while let Some(ended) = tasks.join_next().await {
+        if let Ok(Err(e)) = ended {
+            tracing::warn!("{e}");
+        }
+    }
+    tracing::info!(connections_cut = listeners.connection_count(), "stopped");
+    admin.abort_all();
+    Ok(())
+}
+
+/// Why the process stops when a listener ended before any shutdown was asked for.
+fn listener_ended(ended: Result<Result<(), StartError>, tokio::task::JoinError>) -> StartError {
+    match ended {
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => StartError("a listener stopped".into()),
+        Err(e) => StartError(format!("listener task failed: {e}")),
+    }
+}
+
+/// Waits for SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C); names the one that came.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("cannot watch for SIGTERM/SIGINT ({e}); no graceful shutdown");
+            std::future::pending().await
+        }
     }
 }

@@ -497,6 +497,7 @@ pub async fn log_response(
     let store = state.credentials.clone();
     let tool = caller.tool.clone();
     let job_name = name.to_string();
+    let stopping = state.stopping.subscribe();
     let stream = futures::stream::unfold(
         (
             Some(first),
@@ -507,15 +508,21 @@ pub async fn log_response(
             let store = store.clone();
             let tool = tool.clone();
             let job_name = job_name.clone();
+            let mut stopping = stopping.clone();
             async move {
                 if let Some(f) = first {
                     return Some((Ok::<Bytes, std::io::Error>(f), (None, offsets, until)));
                 }
                 loop {
-                    if tokio::time::Instant::now() > until {
+                    if tokio::time::Instant::now() > until || *stopping.borrow() {
                         return None;
                     }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // the gateway shutting down ends the stream (cleanly: the client sees its
+                    // end) rather than holding the process until the grace time runs out
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stopping.wait_for(|stop| *stop) => return None,
+                    }
                     let mut chunk = String::new();
                     for (stream, path, offset) in offsets.iter_mut() {
                         let p = path.clone();

@@ -29,6 +29,10 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     pub quotas: Arc<JobQuotas>,
     pub load: guard::LoadLimits,
+    /// Set when a shutdown begins: readiness fails so that traffic moves elsewhere.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Becomes `true` when the listeners stop: open-ended replies (followed logs) end.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {

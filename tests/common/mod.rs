@@ -379,6 +379,29 @@ impl Pki {
 }
 
 impl Gateway {
+    /// Sends the gateway process a signal (`TERM`, `INT`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        run_ok(
+            Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(self.pid().to_string()),
+        );
+    }
+
+    /// Waits up to `within` for the process to exit; its exit status, if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether the gateway process is still running (it did not panic or exit).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

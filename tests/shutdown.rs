@@ -1,0 +1,147 @@
+//! Stopping the gateway the way Kubernetes does (SIGTERM, then SIGKILL after the pod's grace
+//! period): traffic is turned away first, nothing in flight is cut, the process exits by itself.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "stop-alice");
+    provision(&pki, "stop-bob");
+    let delay = Duration::from_millis(1500);
+    let mut gw = Gateway::start(
+        &pki,
+        &[
+            ("JOBS_GATEWAY_SHUTDOWN_DELAY_MS", "1500"),
+            ("JOBS_GATEWAY_SHUTDOWN_GRACE_MS", "15000"),
+            ("JOBS_GATEWAY_FS_TIMEOUT_MS", "4000"),
+            ("JOBS_GATEWAY_CREDENTIAL_RECHECK_MS", "0"),
+        ],
+    );
+    let admin = |path: &str| format!("http://{}{path}", gw.admin);
+    let (ac, ak) = pki.tool_cert("stop-alice");
+    let alice = https(&cluster.ca, Some((&ac, &ak)));
+    let (bc, bk) = pki.tool_cert("stop-bob");
+    let bob = https(&cluster.ca, Some((&bc, &bk)));
+
+    // alice follows the file log of a job
+    call(alice.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
+    let (status, body) = call(
+        alice
+            .post(gw.direct_url("/jobs/api/v1/jobs/"))
+            .json(&json!({
+                "name": "tail", "imagename": "bookworm", "cmd": "./work.sh", "filelog": true,
+            })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    std::fs::write(pki.home_root.join("stop-alice/tail.out"), "one\ntwo\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut follow = alice
+        .get(gw.direct_url("/jobs/api/v1/jobs/tail/logs?follow=true"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(follow.status().as_u16(), 200);
+    let followed = tokio::spawn(async move {
+        let mut text = String::new();
+        loop {
+            match follow.chunk().await {
+                Ok(Some(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(None) => return Ok((text, Instant::now())),
+                Err(e) => return Err(format!("{e} after {text:?}")),
+            }
+        }
+    });
+
+    // bob's request is in flight: his certificate read hangs (a FIFO) until the fs timeout
+    let (status, _) = call(bob.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200);
+    let crt = pki.home_root.join("stop-bob/.toolskube/client.crt");
+    std::fs::remove_file(&crt).unwrap_or_else(|e| panic!("{e}"));
+    run_ok(std::process::Command::new("mkfifo").arg(&crt));
+    let in_flight = tokio::spawn({
+        let url = gw.direct_url("/api/v1/list/");
+        async move { try_call(bob.get(url)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (status, _) = call(reqwest::Client::new().get(admin("/readyz"))).await;
+    assert_eq!(status, 200, "ready before the signal");
+    gw.signal("TERM");
+    let signalled = Instant::now();
+
+    // at once: not ready any more (traffic goes elsewhere), still alive, still serving
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, body) = call(reqwest::Client::new().get(admin("/readyz"))).await;
+        if status == 503 {
+            assert_eq!(body, json!("draining"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz still {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = call(reqwest::Client::new().get(admin("/healthz"))).await;
+    assert_eq!(status, 200, "alive while draining");
+    let late = https(&cluster.ca, Some((&ac, &ak)));
+    let (status, body) = call(late.get(gw.direct_url("/api/v1/list/"))).await;
+    assert_eq!(status, 200, "served during the delay: {body}");
+
+    // after the delay the follow stream ends cleanly (not cut), and no new connection is taken
+    let (text, ended) = tokio::time::timeout(Duration::from_secs(20), followed)
+        .await
+        .unwrap_or_else(|_| panic!("the followed log never ended: {}", gw.log_text()))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("the followed log was cut: {e}"));
+    assert!(
+        text.contains("\"one\"") && text.contains("\"two\""),
+        "{text}"
+    );
+    let ended_after = ended - signalled;
+    assert!(
+        ended_after >= delay && ended_after < Duration::from_secs(10),
+        "the stream ended {ended_after:?} after SIGTERM"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while std::net::TcpStream::connect(gw.direct).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting connections after the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // the request in flight gets its real answer (503 after the fs timeout), not a reset
+    let (status, body) = tokio::time::timeout(Duration::from_secs(20), in_flight)
+        .await
+        .unwrap_or_else(|_| panic!("no answer to the request in flight: {}", gw.log_text()))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("the request in flight was cut: {e}"));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{body}"
+    );
+
+    // and then the process exits by itself, successfully, well within the grace time
+    let exit = gw.wait_exit(Duration::from_secs(10));
+    // (opening the FIFO to release a reader would block now that there is none)
+    let _ = std::fs::remove_file(&crt);
+    let log = gw.log_text();
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "exit {exit:?} after SIGTERM: {log}"
+    );
+    assert!(log.contains("SIGTERM: shutting down"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
