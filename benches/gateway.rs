@@ -486,8 +486,9 @@ fn start_gateway(
         .env("JOBS_GATEWAY_DIRECT_ADDR", format!("127.0.0.1:{port}"))
         .env("JOBS_GATEWAY_INGRESS_ADDR", "")
         .env("JOBS_GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-        // no traffic to turn away when the run ends: stop at once on SIGTERM
+        // no traffic to turn away when the run ends: no delay, and a grace within stop()'s 3 s
         .env("JOBS_GATEWAY_SHUTDOWN_DELAY_MS", "0")
+        .env("JOBS_GATEWAY_SHUTDOWN_GRACE_MS", "2000")
         .env("JOBS_GATEWAY_TLS_CERT", pki.join("gateway.crt"))
         .env("JOBS_GATEWAY_TLS_KEY", pki.join("gateway.key"))
         .env("JOBS_GATEWAY_CLIENT_CA", &cluster.ca)

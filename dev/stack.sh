@@ -109,7 +109,7 @@ down() {
   [[ -d $dir ]] || { say "nothing to stop"; return 0; }
   if [[ -f $dir/ingress/nginx.pid ]]; then bash "$top/ingress/nginx/stop.sh" "$dir/ingress" >/dev/null 2>&1 || true; fi
   if alive "$dir/gateway.pid" jobs-gateway; then
-    # SIGTERM: the gateway lets requests in flight finish (at most 5 s here) and exits
+    # SIGTERM: the gateway lets requests in flight finish (grace 5 s here) and exits
     kill "$(cat "$dir/gateway.pid")" 2>/dev/null || true
     local i
     for i in $(seq 1 70); do

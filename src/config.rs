@@ -46,6 +46,10 @@ pub struct Config {
     pub kube_idle: Duration,
     /// How often the listeners' certificate, key and CA files are read for changes (0: never).
     pub tls_reload: Duration,
+    /// A client connection that sends no complete request head for this long is closed: an
+    /// idle keep-alive connection, or a client that trickles its headers (a new connection:
+    /// at most 10 s to its first request).
+    pub client_idle: Duration,
     /// On SIGTERM: how long readiness fails while the listeners still serve (so that the
     /// endpoints controller and the ingress stop sending traffic first).
     pub shutdown_delay: Duration,
@@ -160,6 +164,7 @@ impl Config {
                 1000u64,
             )?),
             tls_reload: Duration::from_millis(number("JOBS_GATEWAY_TLS_RELOAD_MS", 10_000u64)?),
+            client_idle: Duration::from_millis(number("JOBS_GATEWAY_CLIENT_IDLE_MS", 75_000u64)?),
             shutdown_delay: Duration::from_millis(number(
                 "JOBS_GATEWAY_SHUTDOWN_DELAY_MS",
                 5_000u64,
@@ -228,6 +233,11 @@ impl Config {
         if cfg.ingress_org == cfg.organisation {
             return Err(ConfigError(
                 "JOBS_GATEWAY_INGRESS_ORG must differ from the tools' organisation".into(),
+            ));
+        }
+        if cfg.client_idle.is_zero() {
+            return Err(ConfigError(
+                "JOBS_GATEWAY_CLIENT_IDLE_MS must be at least 1".into(),
             ));
         }
         if cfg.client_cache_size == 0 {

@@ -444,8 +444,12 @@ fn admin_router(state: AppState) -> Router {
         )
 }
 
+/// Longest a new client connection may take to send its first request.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs every configured listener until one fails.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    let mut signals = Signals::new()?;
     let cert = read(&config.tls_cert)?;
     let key = read(&config.tls_key)?;
     let client_ca = read(&config.client_ca)?;
@@ -466,8 +470,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     spawn_connection_sweeper(state.credentials.clone());
     spawn_image_reloader(&state);
     let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
-    // shared by the TLS listeners: stops them together, gracefully
-    let listeners = axum_server::Handle::<SocketAddr>::new();
+    // shared by the TLS listeners (a handle each): stops them together, gracefully
+    let control = axum_server::Control::new();
     // the CA files' contents, in the order of reload.listeners
     let mut cas: Vec<Vec<u8>> = Vec::new();
     let mut spawn_tls =
@@ -475,16 +479,26 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             let tls = RustlsConfig::from_config(Arc::new(tls_config(&cert, &key, ca)?));
             let handle = tls.clone();
             let app = api::router(state.clone(), listener);
-            let stop = listeners.clone();
+            let stop = axum_server::Handle::<SocketAddr>::with_control(control.clone());
+            let idle = state.config.client_idle;
             tasks.spawn(async move {
                 tracing::info!(%addr, ?listener, "listening (TLS)");
                 // TCP_NODELAY: a reply written in two segments must not wait for the client's
                 // delayed ACK (Nagle), which cost ~40 ms on some fresh connections
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
                     .acceptor(axum_server::accept::NoDelayAcceptor::new());
-                axum_server::bind(addr)
+                let mut server = axum_server::bind(addr)
                     .acceptor(acceptor)
                     .handle(stop)
+                    // a connection that never sends a request (HTTP/2 included) is let go
+                    .first_request_timeout(idle.min(FIRST_REQUEST_TIMEOUT));
+                // HTTP/1.1: the wait for a request head (idle keep-alive or headers sent
+                // slowly) is bounded; a reply being streamed (followed logs) is not
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(Some(idle));
+                server
                     .serve(app.into_make_service())
                     .await
                     .map_err(|e| StartError(format!("{listener:?} listener on {addr}: {e}")))
@@ -527,31 +541,48 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let signal = tokio::select! {
         Some(ended) = tasks.join_next() => return Err(listener_ended(ended)),
         Some(ended) = admin.join_next() => return Err(listener_ended(ended)),
-        signal = shutdown_signal() => signal,
+        signal = signals.next() => signal,
     };
 
-    // Shutting down, as a rolling update or a drained node asks: first readiness fails while
-    // everything still serves, so that traffic is sent elsewhere; then no new connections,
-    // followed logs end, and the requests in flight get the grace time to finish. The admin
-    // port serves until the end.
+    // Shutting down, as a rolling update or a drained node asks. Kubernetes takes a terminating
+    // pod out of the endpoints at once; the delay gives kube-proxy and the ingress time to
+    // follow while everything still serves (/readyz answers 503 meanwhile, for balancers that
+    // poll it). Then no new connections, followed logs end, and the requests in flight get the
+    // grace time. The admin port serves until the end. A second signal stops at once.
     let (delay, grace) = (state.config.shutdown_delay, state.config.shutdown_grace);
     tracing::info!(
         delay_ms = delay.as_millis() as u64,
         grace_ms = grace.as_millis() as u64,
-        "{signal}: shutting down; readiness fails now, new connections are refused after the delay, requests in flight then have the grace time"
+        "{signal}: shutting down; new connections are refused after the delay, requests in flight then have the grace time (a second signal stops at once)"
     );
     state
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(delay).await;
-    state.stopping.send_replace(true);
-    listeners.graceful_shutdown(Some(grace));
-    while let Some(ended) = tasks.join_next().await {
-        if let Ok(Err(e)) = ended {
-            tracing::warn!("{e}");
+    let drained = async {
+        tokio::time::sleep(delay).await;
+        state.stopping.send_replace(true);
+        control.graceful_shutdown(Some(grace));
+        let started = tokio::time::Instant::now();
+        while let Some(ended) = tasks.join_next().await {
+            if let Ok(Err(e)) = ended {
+                tracing::warn!("{e}");
+            }
+        }
+        started.elapsed() < grace
+    };
+    tokio::select! {
+        in_time = drained => {
+            if in_time {
+                tracing::info!("stopped: every request in flight finished");
+            } else {
+                tracing::warn!("stopped: the grace time ran out, open connections were cut");
+            }
+        }
+        again = signals.next() => {
+            control.shutdown();
+            tracing::warn!("{again} again: stopped at once, open connections were cut");
         }
     }
-    tracing::info!(connections_cut = listeners.connection_count(), "stopped");
     admin.abort_all();
     Ok(())
 }
@@ -565,20 +596,29 @@ fn listener_ended(ended: Result<Result<(), StartError>, tokio::task::JoinError>)
     }
 }
 
-/// Waits for SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C); names the one that came.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!("cannot watch for SIGTERM/SIGINT ({e}); no graceful shutdown");
-            std::future::pending().await
+/// SIGTERM (Kubernetes stopping the pod) and SIGINT (Ctrl-C), watched from the start.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, StartError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind: SignalKind| {
+            signal(kind).map_err(|e| StartError(format!("cannot watch for signals: {e}")))
+        };
+        Ok(Self {
+            term: watch(SignalKind::terminate())?,
+            int: watch(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next signal that comes, by name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }

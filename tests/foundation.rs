@@ -451,33 +451,9 @@ async fn home_certificates_of_another_tool_or_outside_the_home_are_refused() {
 
 /// The certificate the gateway presents to a new TLS connection on `addr` (DER).
 async fn served_certificate(addr: std::net::SocketAddr, ca: &std::path::Path) -> Vec<u8> {
-    use std::sync::Arc;
-    install_crypto();
-    let mut roots = rustls::RootCertStore::empty();
-    let ca_pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{e}"));
-    for der in
-        jobs_gateway::credentials::pem_certificates(&ca_pem).unwrap_or_else(|e| panic!("{e}"))
-    {
-        roots
-            .add(rustls_pki_types::CertificateDer::from(der))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap_or_else(|e| panic!("{e}"))
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr)
+    let tls = tls_stream(addr, ca, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let name =
-        rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap_or_else(|e| panic!("TLS: {e}"));
     tls.get_ref()
         .1
         .peer_certificates()

@@ -288,3 +288,100 @@ async fn a_request_given_up_during_a_hung_read_leaves_the_tool_failing_fast() {
     );
     let _ = std::fs::OpenOptions::new().write(true).open(&crt);
 }
+
+/// Reads from `tls` until the server closes the connection (or 10 s pass); what was read and
+/// when the close came.
+async fn read_until_closed(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> (String, Option<Instant>) {
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, tls.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (text, Some(Instant::now())),
+            Ok(Ok(n)) => text.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            Err(_) => return (text, None),
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_and_idle_client_connections_are_closed_but_a_followed_log_is_not() {
+    use tokio::io::AsyncWriteExt;
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "idle-dave");
+    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_CLIENT_IDLE_MS", "1000")]);
+    let (c, k) = pki.tool_cert("idle-dave");
+
+    // connected, authenticated, and then silent: let go after the idle time
+    let mut silent = tls_stream(gw.direct, &cluster.ca, Some((&c, &k)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let opened = Instant::now();
+    let (text, closed) = read_until_closed(&mut silent).await;
+    let after = closed.map(|t| t - opened);
+    assert!(
+        after.is_some_and(|d| d >= Duration::from_millis(900)),
+        "a silent connection was closed after {after:?}: {text:?}"
+    );
+
+    // one request answered, then idle keep-alive: closed after the idle time too
+    let mut idle = tls_stream(gw.direct, &cluster.ca, Some((&c, &k)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    idle.write_all(b"GET /api/v1/list/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sent = Instant::now();
+    let (text, closed) = read_until_closed(&mut idle).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let after = closed.map(|t| t - sent);
+    assert!(
+        after.is_some_and(|d| d >= Duration::from_millis(900)),
+        "an idle keep-alive connection was closed after {after:?}"
+    );
+
+    // a followed log outlives the idle time: the connection is busy, not idle
+    let client = https(&cluster.ca, Some((&c, &k)));
+    call(client.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
+    let (status, body) = call(client.post(gw.direct_url("/jobs/api/v1/jobs/")).json(
+        &serde_json::json!({"name": "tail", "imagename": "bookworm", "cmd": "./w.sh", "filelog": true}),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let log = pki.home_root.join("idle-dave/tail.out");
+    std::fs::write(&log, "early\n").unwrap_or_else(|e| panic!("{e}"));
+    let mut follow = client
+        .get(gw.direct_url("/jobs/api/v1/jobs/tail/logs?follow=true"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(follow.status().as_u16(), 200);
+    let started = Instant::now();
+    let mut seen = String::new();
+    let mut appended = false;
+    while !seen.contains("late") {
+        if !appended && started.elapsed() > Duration::from_millis(2500) {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .unwrap_or_else(|e| panic!("{e}"));
+            writeln!(f, "late").unwrap_or_else(|e| panic!("{e}"));
+            appended = true;
+        }
+        match tokio::time::timeout(Duration::from_millis(500), follow.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(other) => panic!("the followed log ended: {other:?} after {seen}"),
+            Err(_) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no 'late' line: {seen}"
+        );
+    }
+    assert!(seen.contains("early"), "{seen}");
+}

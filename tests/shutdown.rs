@@ -14,13 +14,15 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
     let pki = Pki::new(&cluster);
     provision(&pki, "stop-alice");
     provision(&pki, "stop-bob");
-    let delay = Duration::from_millis(1500);
+    let delay = Duration::from_millis(3000);
     let mut gw = Gateway::start(
         &pki,
         &[
-            ("JOBS_GATEWAY_SHUTDOWN_DELAY_MS", "1500"),
+            ("JOBS_GATEWAY_SHUTDOWN_DELAY_MS", "3000"),
             ("JOBS_GATEWAY_SHUTDOWN_GRACE_MS", "15000"),
-            ("JOBS_GATEWAY_FS_TIMEOUT_MS", "4000"),
+            // bob's hung read ends (with 503) well after the delay: his request is in flight
+            // when the listeners stop
+            ("JOBS_GATEWAY_FS_TIMEOUT_MS", "6000"),
             ("JOBS_GATEWAY_CREDENTIAL_RECHECK_MS", "0"),
         ],
     );
@@ -68,14 +70,14 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
     run_ok(std::process::Command::new("mkfifo").arg(&crt));
     let in_flight = tokio::spawn({
         let url = gw.direct_url("/api/v1/list/");
-        async move { try_call(bob.get(url)).await }
+        async move { (try_call(bob.get(url)).await, Instant::now()) }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let (status, _) = call(reqwest::Client::new().get(admin("/readyz"))).await;
     assert_eq!(status, 200, "ready before the signal");
-    gw.signal("TERM");
     let signalled = Instant::now();
+    gw.signal("TERM");
 
     // at once: not ready any more (traffic goes elsewhere), still alive, still serving
     let deadline = Instant::now() + Duration::from_secs(1);
@@ -109,21 +111,27 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
         ended_after >= delay && ended_after < Duration::from_secs(10),
         "the stream ended {ended_after:?} after SIGTERM"
     );
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while std::net::TcpStream::connect(gw.direct).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "still accepting connections after the delay"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for addr in [gw.direct, gw.ingress] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while std::net::TcpStream::connect(addr).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{addr} still accepts connections after the delay"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     // the request in flight gets its real answer (503 after the fs timeout), not a reset
-    let (status, body) = tokio::time::timeout(Duration::from_secs(20), in_flight)
+    let (answer, answered) = tokio::time::timeout(Duration::from_secs(20), in_flight)
         .await
         .unwrap_or_else(|_| panic!("no answer to the request in flight: {}", gw.log_text()))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("the request in flight was cut: {e}"));
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = answer.unwrap_or_else(|e| panic!("the request in flight was cut: {e}"));
+    assert!(
+        answered > ended,
+        "answered after the listeners stopped (else this proves nothing)"
+    );
     assert_eq!(status, 503, "{body}");
     assert!(
         body["message"]
@@ -143,5 +151,45 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
         "exit {exit:?} after SIGTERM: {log}"
     );
     assert!(log.contains("SIGTERM: shutting down"), "{log}");
-    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        log.contains("stopped: every request in flight finished"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_at_once() {
+    install_crypto();
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let mut gw = Gateway::start(
+        &pki,
+        &[
+            ("JOBS_GATEWAY_SHUTDOWN_DELAY_MS", "30000"),
+            ("JOBS_GATEWAY_SHUTDOWN_GRACE_MS", "30000"),
+        ],
+    );
+    gw.signal("TERM");
+    // the first signal is being handled: readiness fails
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let admin = format!("http://{}/readyz", gw.admin);
+    while call(reqwest::Client::new().get(&admin)).await.0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "never draining: {}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Ctrl-C, impatient: no 30 s delay and 30 s grace
+    let again = Instant::now();
+    gw.signal("INT");
+    let exit = gw.wait_exit(Duration::from_secs(5));
+    let log = gw.log_text();
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "exit {exit:?} {:?} after the second signal: {log}",
+        again.elapsed()
+    );
+    assert!(log.contains("SIGINT again: stopped at once"), "{log}");
 }

@@ -420,14 +420,14 @@ pub async fn try_call(req: reqwest::RequestBuilder) -> Result<(u16, serde_json::
 /// Sends raw HTTP/1.1 bytes over TLS to `addr` (trusting `ca`, presenting `identity` if given)
 /// and returns (status, body). For what reqwest will not send: unnormalised paths, chunked
 /// bodies without a length. The request should carry `Connection: close`.
-pub async fn raw_https(
+/// A TLS connection to `addr` that trusts `ca`, with a client certificate if given (HTTP/1.1:
+/// no ALPN).
+pub async fn tls_stream(
     addr: SocketAddr,
     ca: &Path,
     identity: Option<(&Path, &Path)>,
-    request: Vec<u8>,
-) -> Result<(u16, serde_json::Value), String> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     install_crypto();
     let mut roots = rustls::RootCertStore::empty();
     let ca_pem = std::fs::read(ca).map_err(|e| e.to_string())?;
@@ -464,10 +464,20 @@ pub async fn raw_https(
         .await
         .map_err(|e| e.to_string())?;
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
-    let mut tls = connector
+    connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS: {e}"))?;
+        .map_err(|e| format!("TLS: {e}"))
+}
+
+pub async fn raw_https(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    request: Vec<u8>,
+) -> Result<(u16, serde_json::Value), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_stream(addr, ca, identity).await?;
     // The server may answer early (413) and close while the body is still being written.
     let write_error = tls.write_all(&request).await.err();
     let _ = tls.flush().await;
