@@ -148,25 +148,45 @@ struct ReadState {
     stuck: bool,
 }
 
-/// Dropped when the blocking read really ends: clears the tool's "stuck" mark if it had one.
-struct ReadGuard {
+/// One blocking read's state, shared by the read and the request waiting for it.
+struct ReadWatch {
     stuck_tools: Arc<Mutex<HashMap<ToolName, usize>>>,
     tool: ToolName,
     state: Arc<Mutex<ReadState>>,
 }
 
+/// Dropped when the blocking read really ends: clears the tool's "stuck" mark if it had one.
+struct ReadGuard(ReadWatch);
+
 impl Drop for ReadGuard {
     fn drop(&mut self) {
-        let mut st = lock(&self.state);
+        let w = &self.0;
+        let mut st = lock(&w.state);
         st.finished = true;
         if st.stuck {
-            let mut stuck = lock(&self.stuck_tools);
-            if let Some(n) = stuck.get_mut(&self.tool) {
+            let mut stuck = lock(&w.stuck_tools);
+            if let Some(n) = stuck.get_mut(&w.tool) {
                 *n -= 1;
                 if *n == 0 {
-                    stuck.remove(&self.tool);
+                    stuck.remove(&w.tool);
                 }
             }
+        }
+    }
+}
+
+/// Dropped when a request stops waiting for a blocking read: if the read has not ended, the
+/// tool is marked stuck (its next requests fail at once instead of each taking another slot
+/// of the blocking pool); the read's own [`ReadGuard`] clears the mark when it ends.
+struct MarkIfUnfinished(ReadWatch);
+
+impl Drop for MarkIfUnfinished {
+    fn drop(&mut self) {
+        let w = &self.0;
+        let mut st = lock(&w.state);
+        if !st.finished && !st.stuck {
+            st.stuck = true;
+            *lock(&w.stuck_tools).entry(w.tool.clone()).or_insert(0) += 1;
         }
     }
 }
@@ -378,11 +398,12 @@ impl CredentialStore {
             return Err(timeout());
         }
         let state = Arc::new(Mutex::new(ReadState::default()));
-        let guard = ReadGuard {
+        let watch = || ReadWatch {
             stuck_tools: self.stuck.clone(),
             tool: tool.clone(),
             state: state.clone(),
         };
+        let guard = ReadGuard(watch());
         let deadline = tokio::time::Instant::now() + self.fs_timeout;
         let permit =
             match tokio::time::timeout_at(deadline, self.blocking.clone().acquire_owned()).await {
@@ -396,11 +417,7 @@ impl CredentialStore {
         });
         // however this wait ends (done, timed out, or the request given up by its client), a
         // read still under way marks the tool stuck until it ends
-        let _abandon = MarkIfUnfinished {
-            stuck_tools: self.stuck.clone(),
-            tool: tool.clone(),
-            state,
-        };
+        let _abandon = MarkIfUnfinished(watch());
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(CredentialError::Io {
@@ -408,27 +425,6 @@ impl CredentialStore {
                 reason: format!("reader task failed: {join}"),
             }),
             Err(_) => Err(timeout()),
-        }
-    }
-}
-
-/// Dropped when a request stops waiting for a blocking read: if the read has not ended, the
-/// tool is marked stuck (its next requests fail at once instead of each taking another slot
-/// of the blocking pool); the read's own [`ReadGuard`] clears the mark when it ends.
-struct MarkIfUnfinished {
-    stuck_tools: Arc<Mutex<HashMap<ToolName, usize>>>,
-    tool: ToolName,
-    state: Arc<Mutex<ReadState>>,
-}
-
-impl Drop for MarkIfUnfinished {
-    fn drop(&mut self) {
-        let mut st = lock(&self.state);
-        if !st.finished && !st.stuck {
-            st.stuck = true;
-            *lock(&self.stuck_tools)
-                .entry(self.tool.clone())
-                .or_insert(0) += 1;
         }
     }
 }

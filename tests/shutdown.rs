@@ -132,14 +132,7 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
         answered > ended,
         "answered after the listeners stopped (else this proves nothing)"
     );
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("timed out"),
-        "{body}"
-    );
+    assert_read_timed_out(status, &body);
 
     // and then the process exits by itself, successfully, well within the grace time
     let exit = gw.wait_exit(Duration::from_secs(10));

@@ -50,6 +50,13 @@ pub fn repo() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// The answer to a request whose home read hung: 503 saying it timed out.
+pub fn assert_read_timed_out(status: u16, body: &serde_json::Value) {
+    assert_eq!(status, 503, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("timed out"), "{body}");
+}
+
 /// Runs a command and returns its stdout; panics with its output if it fails.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd
