@@ -235,9 +235,9 @@ impl Config {
                 "JOBS_GATEWAY_INGRESS_ORG must differ from the tools' organisation".into(),
             ));
         }
-        if cfg.client_idle.is_zero() {
+        if cfg.client_idle < Duration::from_secs(1) {
             return Err(ConfigError(
-                "JOBS_GATEWAY_CLIENT_IDLE_MS must be at least 1".into(),
+                "JOBS_GATEWAY_CLIENT_IDLE_MS must be at least 1000 (clients over a network need time to send a request)".into(),
             ));
         }
         if cfg.client_cache_size == 0 {

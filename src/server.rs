@@ -65,7 +65,9 @@ pub fn tls_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| StartError(format!("server certificate: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only: every client speaks it (nginx upstream, the CLIs), and an h1 connection's
+    // idle time is bounded (JOBS_GATEWAY_CLIENT_IDLE_MS); hyper has no idle limit for h2
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

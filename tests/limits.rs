@@ -337,6 +337,30 @@ async fn silent_and_idle_client_connections_are_closed_but_a_followed_log_is_not
         "an idle keep-alive connection was closed after {after:?}"
     );
 
+    // a request whose body comes slowly is being served, not idle: answered, not cut
+    let body = br#"{"name": "slow", "imagename": "bookworm", "cmd": "./slow.sh"}"#;
+    let mut slow = tls_stream(gw.direct, &cluster.ca, Some((&c, &k)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let head = format!(
+        "POST /jobs/api/v1/jobs/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for part in body.chunks(body.len() / 3 + 1) {
+        slow.flush().await.unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        slow.write_all(part).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    slow.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    let (text, _) = read_until_closed(&mut slow).await;
+    assert!(
+        text.starts_with("HTTP/1.1 201"),
+        "a body sent over 2 s: {text}"
+    );
+
     // a followed log outlives the idle time: the connection is busy, not idle
     let client = https(&cluster.ca, Some((&c, &k)));
     call(client.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
