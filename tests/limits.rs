@@ -309,6 +309,18 @@ async fn silent_and_idle_client_connections_are_closed_but_a_followed_log_is_not
     let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_CLIENT_IDLE_MS", "1000")]);
     let (c, k) = pki.tool_cert("idle-dave");
 
+    // HTTP/2 is not offered (its connections would have no idle limit): h1 is chosen
+    let offered = tls_stream_offering(
+        gw.direct,
+        &cluster.ca,
+        Some((&c, &k)),
+        &[b"h2", b"http/1.1"],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(offered.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    drop(offered);
+
     // connected, authenticated, and then silent: let go after the idle time
     let mut silent = tls_stream(gw.direct, &cluster.ca, Some((&c, &k)))
         .await

@@ -434,6 +434,16 @@ pub async fn tls_stream(
     ca: &Path,
     identity: Option<(&Path, &Path)>,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    tls_stream_offering(addr, ca, identity, &[]).await
+}
+
+/// [`tls_stream`] that offers these ALPN protocols.
+pub async fn tls_stream_offering(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     use std::sync::Arc;
     install_crypto();
     let mut roots = rustls::RootCertStore::empty();
@@ -466,6 +476,8 @@ pub async fn tls_stream(
         }
         None => builder.with_no_client_auth(),
     };
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
