@@ -45,7 +45,8 @@ bash "$top/tests/cluster/start.sh" "$run_dir"
 # shellcheck disable=SC1091
 . "$run_dir/env"
 
-# 1,000 tools keep up to ~6 apiserver connections each open in the gateway (and the client).
+# 1,000 warm tools keep one apiserver connection each open in the gateway, plus one client
+# connection each in this benchmark.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 say "running the benchmark"

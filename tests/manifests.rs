@@ -82,6 +82,15 @@ fn kustomize_renders_the_deployment_and_the_ingress_as_documented() {
     assert_eq!(d["spec"]["replicas"], 2);
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    // the gateway never calls the apiserver as itself: no token in the pod, no Role at all
+    let sa = find(&deploy, "ServiceAccount", "jobs-gateway");
+    assert_eq!(sa["automountServiceAccountToken"], false);
+    assert!(
+        !deploy
+            .iter()
+            .any(|o| o["kind"] == "Role" || o["kind"] == "RoleBinding"),
+        "no RBAC for the gateway's own identity"
+    );
     let containers = pod["containers"]
         .as_array()
         .unwrap_or_else(|| panic!("no containers: {pod}"));
