@@ -492,7 +492,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 let mut server = axum_server::bind(addr)
                     .acceptor(acceptor)
                     .handle(stop)
-                    // a connection that never sends a request (HTTP/2 included) is let go
+                    // HTTP/1.1 only, also for a client that skips ALPN and sends the HTTP/2
+                    // preface: hyper has no idle limit for h2 connections
+                    .http1_only()
+                    // a connection that never sends a request is let go
                     .first_request_timeout(idle.min(FIRST_REQUEST_TIMEOUT));
                 // HTTP/1.1: the wait for a request head (idle keep-alive or headers sent
                 // slowly) is bounded; a reply being streamed (followed logs) is not

@@ -320,6 +320,19 @@ async fn silent_and_idle_client_connections_are_closed_but_a_followed_log_is_not
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(offered.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     drop(offered);
+    // nor by prior knowledge (the h2 preface without ALPN): no HTTP/2 SETTINGS frame comes back
+    let mut h2 = tls_stream(gw.direct, &cluster.ca, Some((&c, &k)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    h2.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    let (text, closed) = read_until_closed(&mut h2).await;
+    assert!(
+        closed.is_some() && (text.is_empty() || text.starts_with("HTTP/1.1 ")),
+        "the h2 preface got {text:?}"
+    );
 
     // connected, authenticated, and then silent: let go after the idle time
     let mut silent = tls_stream(gw.direct, &cluster.ca, Some((&c, &k)))
