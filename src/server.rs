@@ -533,14 +533,21 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut admin: JoinSet<Result<(), StartError>> = JoinSet::new();
     if let Some(addr) = admin_addr {
         let app = admin_router(state.clone());
+        let idle = state.config.client_idle;
         admin.spawn(async move {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| StartError(format!("admin listener on {addr}: {e}")))?;
             tracing::info!(%addr, "listening (admin, plain HTTP)");
-            axum::serve(listener, app)
+            // bounded like the TLS listeners: probes and scrapes send a request at once
+            let mut server = axum_server::bind(addr)
+                .http1_only()
+                .first_request_timeout(idle.min(FIRST_REQUEST_TIMEOUT));
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(Some(idle));
+            server
+                .serve(app.into_make_service())
                 .await
-                .map_err(|e| StartError(format!("admin listener: {e}")))
+                .map_err(|e| StartError(format!("admin listener on {addr}: {e}")))
         });
     }
     let signal = tokio::select! {

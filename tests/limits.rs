@@ -346,6 +346,20 @@ async fn silent_and_idle_client_connections_are_closed_but_a_followed_log_is_not
         "a silent connection was closed after {after:?}: {text:?}"
     );
 
+    // the same on the plain-HTTP admin port
+    let admin = std::net::TcpStream::connect(gw.admin).unwrap_or_else(|e| panic!("{e}"));
+    admin
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let opened = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = std::io::Read::read(&mut &admin, &mut buf);
+    assert!(
+        matches!(read, Ok(0)) && opened.elapsed() < Duration::from_secs(5),
+        "a silent admin connection: {read:?} after {:?}",
+        opened.elapsed()
+    );
+
     // one request answered, then idle keep-alive: closed after the idle time too
     let mut idle = tls_stream(gw.direct, &cluster.ca, Some((&c, &k)))
         .await
