@@ -449,6 +449,25 @@ fn admin_router(state: AppState) -> Router {
 /// Longest a new client connection may take to send its first request.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A listener's limits on its clients: HTTP/1.1 only, also for a client that skips ALPN and
+/// sends the HTTP/2 preface (hyper has no idle limit for h2 connections); a connection that
+/// sends no first request within min(`idle`, 10 s) is let go; every request head (after idle
+/// keep-alive, or headers sent slowly) must arrive within `idle`. A request being served (a
+/// slow upload, a streamed reply such as followed logs) is not cut.
+fn bounded<A: axum_server::Address, Acc>(
+    server: axum_server::Server<A, Acc>,
+    idle: Duration,
+) -> axum_server::Server<A, Acc> {
+    let mut server = server
+        .http1_only()
+        .first_request_timeout(idle.min(FIRST_REQUEST_TIMEOUT));
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(idle));
+    server
+}
+
 /// Runs every configured listener until one fails.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let mut signals = Signals::new()?;
@@ -489,21 +508,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 // delayed ACK (Nagle), which cost ~40 ms on some fresh connections
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
                     .acceptor(axum_server::accept::NoDelayAcceptor::new());
-                let mut server = axum_server::bind(addr)
-                    .acceptor(acceptor)
+                bounded(axum_server::bind(addr).acceptor(acceptor), idle)
                     .handle(stop)
-                    // HTTP/1.1 only, also for a client that skips ALPN and sends the HTTP/2
-                    // preface: hyper has no idle limit for h2 connections
-                    .http1_only()
-                    // a connection that never sends a request is let go
-                    .first_request_timeout(idle.min(FIRST_REQUEST_TIMEOUT));
-                // HTTP/1.1: the wait for a request head (idle keep-alive or headers sent
-                // slowly) is bounded; a reply being streamed (followed logs) is not
-                server
-                    .http_builder()
-                    .http1()
-                    .header_read_timeout(Some(idle));
-                server
                     .serve(app.into_make_service())
                     .await
                     .map_err(|e| StartError(format!("{listener:?} listener on {addr}: {e}")))
@@ -536,15 +542,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let idle = state.config.client_idle;
         admin.spawn(async move {
             tracing::info!(%addr, "listening (admin, plain HTTP)");
-            // bounded like the TLS listeners: probes and scrapes send a request at once
-            let mut server = axum_server::bind(addr)
-                .http1_only()
-                .first_request_timeout(idle.min(FIRST_REQUEST_TIMEOUT));
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(Some(idle));
-            server
+            // probes and scrapes send their request at once
+            bounded(axum_server::bind(addr), idle)
                 .serve(app.into_make_service())
                 .await
                 .map_err(|e| StartError(format!("admin listener on {addr}: {e}")))
