@@ -514,11 +514,12 @@ pub async fn log_response(
                     return Some((Ok::<Bytes, std::io::Error>(f), (None, offsets, until)));
                 }
                 loop {
-                    if tokio::time::Instant::now() > until || *stopping.borrow() {
+                    if tokio::time::Instant::now() > until {
                         return None;
                     }
-                    // the gateway shutting down ends the stream (cleanly: the client sees its
-                    // end) rather than holding the process until the grace time runs out
+                    // the gateway shutting down (already, or during the wait) ends the stream
+                    // cleanly (the client sees its end) rather than holding the process until
+                    // the grace time runs out
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                         _ = stopping.wait_for(|stop| *stop) => return None,

@@ -36,11 +36,11 @@ fn messages_only() -> Value {
     json!({"type": "object", "properties": {"messages": schema("Messages")}})
 }
 
-/// Describes a served (method, path); `None` means the route is undocumented (a test fails).
 /// The logs service's time window, which file logs cannot honour.
 const NO_TIME_WINDOW: &str =
     "not supported: file logs carry no per-line time, so a request with it gets 400 (use lines)";
 
+/// Describes a served (method, path); `None` means the route is undocumented (a test fails).
 fn describe(method: &str, path: &str) -> Option<Op> {
     let legacy = is_legacy(path);
     // the part after the generation's prefix (whatever the configured route prefix is)
