@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,8 @@ pub struct CredentialStore {
     /// Per tool with a check or load under way: requests that need one wait for it and take
     /// its result instead of reading the same files (on NFS) again each.
     loading: Arc<Mutex<HashMap<ToolName, Arc<tokio::sync::Mutex<()>>>>>,
-    stats: Mutex<CacheStats>,
+    /// Counted without a lock (the fast path already holds the cache lock).
+    stats: Counters,
 }
 
 /// Holds a tool's load turn; the last one out removes the tool's gate.
@@ -118,6 +120,15 @@ impl Drop for LoadTurn {
             loading.remove(&self.tool);
         }
     }
+}
+
+/// The live counters behind [`CacheStats`].
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    reloads: AtomicU64,
+    evictions: AtomicU64,
 }
 
 /// Settings of a [`CredentialStore`].
@@ -215,12 +226,18 @@ impl CredentialStore {
             stuck: Arc::new(Mutex::new(HashMap::new())),
             cache: Mutex::new(HashMap::new()),
             loading: Arc::new(Mutex::new(HashMap::new())),
-            stats: Mutex::new(CacheStats::default()),
+            stats: Counters::default(),
         })
     }
 
     pub fn stats(&self) -> CacheStats {
-        *lock(&self.stats)
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheStats {
+            hits: get(&self.stats.hits),
+            misses: get(&self.stats.misses),
+            reloads: get(&self.stats.reloads),
+            evictions: get(&self.stats.evictions),
+        }
     }
 
     pub fn cached_tools(&self) -> usize {
@@ -233,7 +250,7 @@ impl CredentialStore {
         if let Some(entry) = lock(&self.cache).get_mut(tool) {
             if entry.checked.elapsed() < self.recheck {
                 entry.last_used = arrived;
-                lock(&self.stats).hits += 1;
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(self.client_of(tool, entry));
             }
         }
@@ -252,7 +269,7 @@ impl CredentialStore {
                     if entry.checked >= arrived || entry.checked.elapsed() < self.recheck =>
                 {
                     entry.last_used = Instant::now();
-                    lock(&self.stats).hits += 1;
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(self.client_of(tool, entry));
                 }
                 Some(entry) => Some(entry.stamp.clone()),
@@ -273,14 +290,14 @@ impl CredentialStore {
                     if entry.stamp == current {
                         entry.last_used = Instant::now();
                         entry.checked = started;
-                        lock(&self.stats).hits += 1;
+                        self.stats.hits.fetch_add(1, Ordering::Relaxed);
                         return Ok(self.client_of(tool, entry));
                     }
                 }
             }
-            lock(&self.stats).reloads += 1;
+            self.stats.reloads.fetch_add(1, Ordering::Relaxed);
         } else {
-            lock(&self.stats).misses += 1;
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
         }
         let home_root = self.home_root.clone();
         let org = self.organisation.clone();
@@ -319,7 +336,7 @@ impl CredentialStore {
                 .map(|(name, _)| name.clone());
             if let Some(name) = oldest {
                 cache.remove(&name);
-                lock(&self.stats).evictions += 1;
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(client)
