@@ -4,11 +4,12 @@
 mod cli_support;
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use cli_support::*;
+use common::append_line;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -174,11 +175,7 @@ fn logs_print_the_job_output_and_follow_it() {
             seen.push(l);
         }
         if !appended && seen.len() >= 3 {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&out)
-                .unwrap_or_else(|e| panic!("{e}"));
-            writeln!(f, "fourth line").unwrap_or_else(|e| panic!("{e}"));
+            append_line(&out, "fourth line");
             appended = true;
         }
     }

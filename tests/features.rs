@@ -344,12 +344,11 @@ async fn logs_follow_streams_new_lines_and_scheduled_times_are_deterministic() {
 
     let log = pki.home_root.join(tool).join("myjob.out");
     std::fs::write(&log, "earlier\n").unwrap_or_else(|e| panic!("{e}"));
-    let mut resp = client
-        .get(gw.direct_url("/jobs/api/v1/jobs/myjob/logs?follow=true&lines=10"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(resp.status().as_u16(), 200);
+    let mut resp = follow_logs(
+        &client,
+        gw.direct_url("/jobs/api/v1/jobs/myjob/logs?follow=true&lines=10"),
+    )
+    .await;
     let mut seen = String::new();
     let mut appended = false;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -359,12 +358,7 @@ async fn logs_follow_streams_new_lines_and_scheduled_times_are_deterministic() {
             "followed lines never arrived: {seen}"
         );
         if !appended && seen.contains("earlier") {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&log)
-                .unwrap_or_else(|e| panic!("{e}"));
-            writeln!(f, "later").unwrap_or_else(|e| panic!("{e}"));
+            append_line(&log, "later");
             appended = true;
         }
         match tokio::time::timeout(Duration::from_secs(5), resp.chunk()).await {

@@ -402,31 +402,20 @@ async fn silent_and_idle_client_connections_are_closed_but_a_followed_log_is_not
 
     // a followed log outlives the idle time: the connection is busy, not idle
     let client = https(&cluster.ca, Some((&c, &k)));
-    call(client.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
-    let (status, body) = call(client.post(gw.direct_url("/jobs/api/v1/jobs/")).json(
-        &serde_json::json!({"name": "tail", "imagename": "bookworm", "cmd": "./w.sh", "filelog": true}),
-    ))
-    .await;
-    assert_eq!(status, 201, "{body}");
+    fresh_filelog_job(&client, &gw, "tail").await;
     let log = pki.home_root.join("idle-dave/tail.out");
     std::fs::write(&log, "early\n").unwrap_or_else(|e| panic!("{e}"));
-    let mut follow = client
-        .get(gw.direct_url("/jobs/api/v1/jobs/tail/logs?follow=true"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(follow.status().as_u16(), 200);
+    let mut follow = follow_logs(
+        &client,
+        gw.direct_url("/jobs/api/v1/jobs/tail/logs?follow=true"),
+    )
+    .await;
     let started = Instant::now();
     let mut seen = String::new();
     let mut appended = false;
     while !seen.contains("late") {
         if !appended && started.elapsed() > Duration::from_millis(2500) {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&log)
-                .unwrap_or_else(|e| panic!("{e}"));
-            writeln!(f, "late").unwrap_or_else(|e| panic!("{e}"));
+            append_line(&log, "late");
             appended = true;
         }
         match tokio::time::timeout(Duration::from_millis(500), follow.chunk()).await {

@@ -33,24 +33,14 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
     let bob = https(&cluster.ca, Some((&bc, &bk)));
 
     // alice follows the file log of a job
-    call(alice.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
-    let (status, body) = call(
-        alice
-            .post(gw.direct_url("/jobs/api/v1/jobs/"))
-            .json(&json!({
-                "name": "tail", "imagename": "bookworm", "cmd": "./work.sh", "filelog": true,
-            })),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    fresh_filelog_job(&alice, &gw, "tail").await;
     std::fs::write(pki.home_root.join("stop-alice/tail.out"), "one\ntwo\n")
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut follow = alice
-        .get(gw.direct_url("/jobs/api/v1/jobs/tail/logs?follow=true"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(follow.status().as_u16(), 200);
+    let mut follow = follow_logs(
+        &alice,
+        gw.direct_url("/jobs/api/v1/jobs/tail/logs?follow=true"),
+    )
+    .await;
     let followed = tokio::spawn(async move {
         let mut text = String::new();
         loop {

@@ -50,6 +50,38 @@ pub fn repo() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// Appends one line to a file, as a job writing its log does.
+pub fn append_line(path: &Path, line: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    writeln!(f, "{line}").unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Removes every job of the client's tool, then creates the one-off job `name` with file logs
+/// (release-14 route; 201).
+pub async fn fresh_filelog_job(client: &reqwest::Client, gw: &Gateway, name: &str) {
+    call(client.delete(gw.direct_url("/jobs/api/v1/flush/"))).await;
+    let (status, body) = call(client.post(gw.direct_url("/jobs/api/v1/jobs/")).json(
+        &serde_json::json!({"name": name, "imagename": "bookworm", "cmd": "./work.sh", "filelog": true}),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Opens a followed log stream (`GET url`, `follow=true` in it); panics unless it answers 200.
+pub async fn follow_logs(client: &reqwest::Client, url: String) -> reqwest::Response {
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    resp
+}
+
 /// The answer to a request whose home read hung: 503 saying it timed out.
 pub fn assert_read_timed_out(status: u16, body: &serde_json::Value) {
     assert_eq!(status, 503, "{body}");
