@@ -489,22 +489,13 @@ async fn a_renewed_gateway_certificate_is_served_without_restart_and_a_torn_one_
     let pki = Pki::new(&cluster);
     provision(&pki, "renew-carol");
     let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_TLS_RELOAD_MS", "200")]);
-    let metrics_url = format!("http://{}/metrics", gw.admin);
-    let metrics = || async {
-        reqwest::get(&metrics_url)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
     let expiry = "jobs_gateway_tls_certificate_not_after_seconds";
     let original = first_certificate(&pki.path("gateway.crt"));
     let saved = pki.dir.path().join("gateway-original.crt");
     std::fs::copy(pki.path("gateway.crt"), &saved).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(served_certificate(gw.direct, &cluster.ca).await, original);
-    let expiry_before = metric(&metrics().await, expiry);
-    assert!(expiry_before.is_some(), "{}", metrics().await);
+    let expiry_before = metric(&metrics_text(&gw).await, expiry);
+    assert!(expiry_before.is_some(), "{}", metrics_text(&gw).await);
     // a client connected before the renewal
     let (cert, key) = pki.tool_cert("renew-carol");
     let client = https(&cluster.ca, Some((&cert, &key)));
@@ -530,7 +521,7 @@ async fn a_renewed_gateway_certificate_is_served_without_restart_and_a_torn_one_
     );
     let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 200, "{body}");
-    let text = metrics().await;
+    let text = metrics_text(&gw).await;
     assert_eq!(
         metric(&text, "jobs_gateway_tls_reloads_total{result=\"refused\"}"),
         Some(1.0),
@@ -545,7 +536,7 @@ async fn a_renewed_gateway_certificate_is_served_without_restart_and_a_torn_one_
     // Rolled back to what is served: nothing to reload, nothing new to report.
     replace_file(&saved, &pki.path("gateway.crt"));
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let text = metrics().await;
+    let text = metrics_text(&gw).await;
     assert_eq!(
         metric(&text, "jobs_gateway_tls_reloads_total{result=\"applied\"}"),
         Some(0.0),
@@ -578,7 +569,7 @@ async fn a_renewed_gateway_certificate_is_served_without_restart_and_a_torn_one_
         status, 200,
         "the client connected before still works: {body}"
     );
-    let text = metrics().await;
+    let text = metrics_text(&gw).await;
     assert_eq!(
         metric(&text, "jobs_gateway_tls_reloads_total{result=\"applied\"}"),
         Some(1.0),

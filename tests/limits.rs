@@ -158,9 +158,7 @@ async fn a_hung_home_read_for_one_tool_does_not_delay_others() {
     assert_eq!(status, 200);
 
     // alice's certificate becomes a FIFO: opening it blocks like a hung NFS read
-    let crt = pki.home_root.join("hang-alice/.toolskube/client.crt");
-    std::fs::remove_file(&crt).unwrap_or_else(|e| panic!("{e}"));
-    run_ok(std::process::Command::new("mkfifo").arg(&crt));
+    let crt = hang_certificate(&pki, "hang-alice");
 
     let start = Instant::now();
     let hung = tokio::spawn({
@@ -258,9 +256,7 @@ async fn a_request_given_up_during_a_hung_read_leaves_the_tool_failing_fast() {
     let carol = https(&cluster.ca, Some((&c, &k)));
     let (status, _) = call(carol.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 200);
-    let crt = pki.home_root.join("hang-carol/.toolskube/client.crt");
-    std::fs::remove_file(&crt).unwrap_or_else(|e| panic!("{e}"));
-    run_ok(std::process::Command::new("mkfifo").arg(&crt));
+    let crt = hang_certificate(&pki, "hang-carol");
 
     // the client gives up while the gateway's read of the certificate hangs
     let impatient = carol

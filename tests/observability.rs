@@ -119,17 +119,6 @@ async fn openapi_document_validates_and_matches_the_served_routes() {
 }
 
 /// The gateway's /metrics text (admin port).
-async fn metrics_text(gw: &Gateway) -> String {
-    reqwest::Client::new()
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default()
-}
-
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))

@@ -55,9 +55,7 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
     // bob's request is in flight: his certificate read hangs (a FIFO) until the fs timeout
     let (status, _) = call(bob.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 200);
-    let crt = pki.home_root.join("stop-bob/.toolskube/client.crt");
-    std::fs::remove_file(&crt).unwrap_or_else(|e| panic!("{e}"));
-    run_ok(std::process::Command::new("mkfifo").arg(&crt));
+    let crt = hang_certificate(&pki, "stop-bob");
     let in_flight = tokio::spawn({
         let url = gw.direct_url("/api/v1/list/");
         async move { (try_call(bob.get(url)).await, Instant::now()) }

@@ -50,6 +50,27 @@ pub fn repo() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// The gateway's Prometheus text from its admin port.
+pub async fn metrics_text(gw: &Gateway) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{}/metrics", gw.admin))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// Replaces the tool's certificate in its home by a FIFO: opening it blocks, like a read of
+/// a hung NFS server, until something opens the FIFO for writing. Returns its path.
+pub fn hang_certificate(pki: &Pki, tool: &str) -> PathBuf {
+    let (crt, _) = pki.tool_cert(tool);
+    std::fs::remove_file(&crt).unwrap_or_else(|e| panic!("{e}"));
+    run_ok(Command::new("mkfifo").arg(&crt));
+    crt
+}
+
 /// Appends one line to a file, as a job writing its log does.
 pub fn append_line(path: &Path, line: &str) {
     use std::io::Write;
