@@ -224,7 +224,7 @@ fn direct_runtime(client: kube::Client, tool: &str) -> ToolRuntime {
 }
 
 /// A tool's kube client for the direct baseline: by default built the way the gateway builds
-/// one (credentials.rs: HTTP/2 when the apiserver offers it, one connection per tool), with
+/// one (credentials.rs: `ToolConnector`, HTTP/2 only, one connection per tool), with
 /// `--direct-http1` a stock `kube::Client` (HTTP/1.1, one connection per parallel read).
 fn tool_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Client {
     if DIRECT_HTTP1.load(Ordering::Relaxed) {
@@ -1078,9 +1078,9 @@ async fn bench(args: Args, cluster: Cluster) {
         "warmed {n} tools in {:.1} s: RSS {rss_all} KiB (peak {hwm_all}), {fds_all} open fds, {per_tool_kib:.1} KiB per extra warm tool",
         t.elapsed().as_secs_f64()
     ));
-    // The tools stay warm (checked certificates, TLS configs and session tickets) once their
-    // apiserver connections have idled out.
-    // (the pool looks for idle connections once per idle timeout: closed within 2 × of it)
+    // The tools stay warm (checked certificates and TLS configs) once their apiserver
+    // connections have idled out. The gateway's sweep runs every third of the idle time, so
+    // they are closed within 4/3 of it; twice it is a safe wait.
     let idle_wait = Duration::from_millis(2 * args.kube_idle_ms) + Duration::from_secs(2);
     say(format!(
         "waiting {:.0} s for the apiserver connections to idle out",
