@@ -104,7 +104,7 @@ impl ToolRuntime {
         let text =
             crate::metrics::kube_call("list", &plural, self.client.request_text(request)).await?;
         let list: kube::core::ObjectList<K> =
-            serde_json::from_slice(&super::slim::without_managed_fields(text.as_bytes()))
+            serde_json::from_slice(&super::slim::without_managed_fields(text.into_bytes()))
                 .map_err(kube::Error::SerdeError)?;
         Ok(list.items)
     }

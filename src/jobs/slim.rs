@@ -4,10 +4,9 @@
 //! bookkeeping, often a third of the object, that k8s-openapi parses into untyped JSON trees.
 //! The gateway never looks at it, so list replies are rewritten with `"managedFields":null`
 //! (only for the key directly inside a `metadata` object; an annotation or label of that name
-//! is left alone) and then parsed. Anything that does not scan as JSON is returned unchanged,
-//! so the parser reports it as before.
-
-use std::borrow::Cow;
+//! is left alone) and then parsed. The rewrite is done in the reply's own buffer (the text only
+//! shrinks), so no second copy of a large list is made. Anything that does not scan as JSON
+//! is returned unchanged, so the parser reports it as before.
 
 const KEY: &[u8] = b"managedFields";
 const METADATA: &[u8] = b"metadata";
@@ -21,23 +20,42 @@ struct Frame {
     expect_key: bool,
 }
 
-/// `json` with the value of every `metadata.managedFields` replaced by `null`.
-pub fn without_managed_fields(json: &[u8]) -> Cow<'_, [u8]> {
-    if memchr::memmem::find(json, KEY).is_none() {
-        return Cow::Borrowed(json);
+/// `json` with the value of every `metadata.managedFields` replaced by `null`, in place. A
+/// value shorter than `null` (`[]`) is left as it is: it costs nothing to parse.
+pub fn without_managed_fields(mut json: Vec<u8>) -> Vec<u8> {
+    if memchr::memmem::find(&json, KEY).is_none() {
+        return json;
     }
-    match rewrite(json) {
-        Some(out) => Cow::Owned(out),
-        None => Cow::Borrowed(json),
+    let Some(values) = managed_values(&json) else {
+        return json;
+    };
+    // every replaced value is at least as long as `null`: writing never overtakes reading
+    let (mut write, mut read) = (0, 0);
+    for (start, end) in values {
+        if end - start < NULL.len() {
+            continue;
+        }
+        json.copy_within(read..start, write);
+        write += start - read;
+        json[write..write + NULL.len()].copy_from_slice(NULL);
+        write += NULL.len();
+        read = end;
     }
+    let len = json.len();
+    json.copy_within(read..len, write);
+    json.truncate(write + len - read);
+    json
 }
 
-fn rewrite(json: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(json.len());
+const NULL: &[u8] = b"null";
+
+/// Where the values of `metadata.managedFields` are (start, end), in order; `None` if the
+/// text does not scan as JSON.
+fn managed_values(json: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let mut values = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     // the last key read in the innermost object, while its value is pending
     let mut key: Option<(usize, usize)> = None;
-    let mut copied = 0;
     let mut i = 0;
     while i < json.len() {
         match json[i] {
@@ -90,9 +108,7 @@ fn rewrite(json: &[u8]) -> Option<Vec<u8>> {
                 if in_metadata && is_managed {
                     let start = skip_ws(json, i);
                     let end = value_end(json, start)?;
-                    out.extend_from_slice(&json[copied..start]);
-                    out.extend_from_slice(b"null");
-                    copied = end;
+                    values.push((start, end));
                     i = end;
                     key = None;
                 }
@@ -103,8 +119,7 @@ fn rewrite(json: &[u8]) -> Option<Vec<u8>> {
     if !stack.is_empty() {
         return None;
     }
-    out.extend_from_slice(&json[copied..]);
-    Some(out)
+    Some(values)
 }
 
 fn skip_ws(json: &[u8], mut i: usize) -> usize {
@@ -169,7 +184,7 @@ mod tests {
 
     fn slim(v: &Value) -> Value {
         let text = serde_json::to_vec(v).unwrap_or_default();
-        serde_json::from_slice(&without_managed_fields(&text)).unwrap_or(Value::Null)
+        serde_json::from_slice(&without_managed_fields(text)).unwrap_or(Value::Null)
     }
 
     #[test]
@@ -206,7 +221,7 @@ mod tests {
             {"fieldsV1": {"f:metadata": {"f:labels": {"f:a\"]}": {}}}}}]}}]});
         let pretty = serde_json::to_vec_pretty(&v).unwrap_or_default();
         let got: Value =
-            serde_json::from_slice(&without_managed_fields(&pretty)).unwrap_or(Value::Null);
+            serde_json::from_slice(&without_managed_fields(pretty)).unwrap_or(Value::Null);
         assert_eq!(got["items"][0]["metadata"]["managedFields"], Value::Null);
         assert_eq!(got["items"][0]["metadata"]["name"], "q\"{[");
     }
@@ -219,9 +234,21 @@ mod tests {
             b"]]managedFields",
             b"{\"metadata\":{\"managedFields\":\"unterminated}}",
         ] {
-            assert_eq!(&*without_managed_fields(bad), bad);
+            assert_eq!(without_managed_fields(bad.to_vec()), bad);
         }
-        let plain = br#"{"items":[]}"#;
-        assert!(matches!(without_managed_fields(plain), Cow::Borrowed(_)));
+        // nothing to do: the same buffer back, not a copy
+        let plain = br#"{"items":[]}"#.to_vec();
+        let at = plain.as_ptr();
+        let same = without_managed_fields(plain);
+        assert_eq!(same.as_ptr(), at);
+    }
+
+    #[test]
+    fn rewritten_in_place_byte_for_byte() {
+        let text = br#"{"items":[{"metadata":{"managedFields":[{"m":"a"}],"name":"a"}},{"metadata":{"name":"b","managedFields":[]}}],"metadata":{"managedFields":{"x":1}}}"#;
+        assert_eq!(
+            String::from_utf8_lossy(&without_managed_fields(text.to_vec())),
+            r#"{"items":[{"metadata":{"managedFields":null,"name":"a"}},{"metadata":{"name":"b","managedFields":[]}}],"metadata":{"managedFields":null}}"#
+        );
     }
 }
