@@ -4,6 +4,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Who mounts the tools' storage into job pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeMount {
+    /// Nobody here: Toolforge's volume-admission webhook adds the mounts (production).
+    None,
+    /// The pod template itself: a hostPath volume of the home root, mounted at the same path,
+    /// and `HOME`, for jobs with `mount: all` (as the original's templates did before its
+    /// webhook existed; the local cluster uses this).
+    HostPath,
+}
+
 /// Which controller runs continuous jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContinuousKind {
@@ -34,6 +45,9 @@ pub struct Config {
     pub home_root: PathBuf,
     pub organisation: String,
     pub continuous_kind: ContinuousKind,
+    /// Whether job pods get the home root as a hostPath volume (`hostpath`), or nothing and
+    /// the platform's volume-admission webhook mounts the storage (`none`, the default).
+    pub home_mount: HomeMount,
     /// Upper bound for one read of a tool's credential files (NFS can hang).
     pub fs_timeout: Duration,
     /// Upper bound for one call to the apiserver.
@@ -126,6 +140,15 @@ impl Config {
             )))
             }
         };
+        let home_mount = match var("JOBS_GATEWAY_HOME_MOUNT").as_deref() {
+            None | Some("none") => HomeMount::None,
+            Some("hostpath") => HomeMount::HostPath,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "JOBS_GATEWAY_HOME_MOUNT={other:?}: use none or hostpath"
+                )))
+            }
+        };
         let log_json = match var("JOBS_GATEWAY_LOG_FORMAT").as_deref() {
             None | Some("plain") => false,
             Some("json") => true,
@@ -155,6 +178,7 @@ impl Config {
             ),
             organisation: var("JOBS_GATEWAY_ORG").unwrap_or_else(|| "toolforge".into()),
             continuous_kind,
+            home_mount,
             fs_timeout: Duration::from_millis(number("JOBS_GATEWAY_FS_TIMEOUT_MS", 3000u64)?),
             kube_timeout: Duration::from_millis(number("JOBS_GATEWAY_KUBE_TIMEOUT_MS", 10_000u64)?),
             client_cache_size: number("JOBS_GATEWAY_CLIENT_CACHE_SIZE", 2000usize)?,

@@ -298,6 +298,7 @@ pub fn prepare(
             image,
             continuous_kind: state.continuous_component(),
             schedule_actual: schedule.as_ref().map(|s| s.actual.as_str()),
+            home_root_mount: state.home_root_mount(),
         },
     );
     Ok((req, manifest))

@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Json;
 use axum::Router;
 
-use crate::config::{Config, ContinuousKind};
+use crate::config::{Config, ContinuousKind, HomeMount};
 use crate::credentials::CredentialStore;
 use crate::jobs::images::ImageCatalog;
 use crate::jobs::labels::ContinuousComponent;
@@ -47,6 +47,14 @@ impl AppState {
         match self.config.continuous_kind {
             ContinuousKind::ReplicationController => ContinuousComponent::ReplicationControllers,
             ContinuousKind::Deployment => ContinuousComponent::Deployments,
+        }
+    }
+
+    /// The home root, when job pods mount it themselves (`JOBS_GATEWAY_HOME_MOUNT=hostpath`).
+    pub fn home_root_mount(&self) -> Option<&str> {
+        match self.config.home_mount {
+            HomeMount::HostPath => self.config.home_root.to_str(),
+            HomeMount::None => None,
         }
     }
 

@@ -25,6 +25,9 @@ pub struct BuildContext<'a> {
     pub continuous_kind: ContinuousComponent,
     /// The 5-field schedule actually sent to Kubernetes (scheduled jobs only).
     pub schedule_actual: Option<&'a str>,
+    /// The home root to mount into the pod as a hostPath volume (at the same path), when the
+    /// pod template mounts the storage itself (`JOBS_GATEWAY_HOME_MOUNT=hostpath`).
+    pub home_root_mount: Option<&'a str>,
 }
 
 /// Which object a request makes.
@@ -124,12 +127,22 @@ fn pod_template(
         p["timeoutSeconds"] = json!(5);
         container["livenessProbe"] = p;
     }
+    let mut spec = json!({
+        "restartPolicy": restart,
+        "containers": [container],
+    });
+    if let (Some(root), "all") = (ctx.home_root_mount, req.mount.as_str()) {
+        spec["volumes"] =
+            json!([{"name": "home", "hostPath": {"path": root, "type": "Directory"}}]);
+        let c = &mut spec["containers"][0];
+        c["volumeMounts"] = json!([{"name": "home", "mountPath": root}]);
+        if let Some(env) = c["env"].as_array_mut() {
+            env.push(json!({"name": "HOME", "value": ctx.home}));
+        }
+    }
     json!({
         "metadata": {"labels": labels},
-        "spec": {
-            "restartPolicy": restart,
-            "containers": [container],
-        },
+        "spec": spec,
     })
 }
 
@@ -283,6 +296,7 @@ mod tests {
             image: &img,
             continuous_kind: ContinuousComponent::ReplicationControllers,
             schedule_actual: None,
+            home_root_mount: None,
         };
         let labels = json!({
             "toolforge": "tool",
@@ -342,6 +356,7 @@ mod tests {
             image: &img,
             continuous_kind: ContinuousComponent::ReplicationControllers,
             schedule_actual: None,
+            home_root_mount: None,
         };
         let rc = build(
             &request(r#"{"name":"svc","imagename":"bookworm","cmd":"serve","continuous":true}"#),

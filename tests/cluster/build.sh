@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Build the binaries of the local test cluster: kube-apiserver and kube-controller-manager
-# (Kubernetes v1.20.2, with CronJob also served as batch/v1) and etcd 3.4, using only
-# Debian bookworm's archive through apt.
+# Build the binaries of the local test cluster: kube-apiserver, kube-controller-manager,
+# kube-scheduler and kubelet (Kubernetes v1.20.2, with CronJob also served as batch/v1),
+# etcd 3.4, and the node's runtime (containerd, runc, CNI plugins) and image registry,
+# using only Debian bookworm's archive through apt.
 #
 #   bash tests/cluster/build.sh
 #
-# Result: $TJF_CLUSTER_CACHE/bin/{kube-apiserver,kube-controller-manager,etcd,STAMP}
-# The first run takes about 5 minutes on 2 cores; later runs see a matching STAMP and
+# Result: $TJF_CLUSTER_CACHE/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,
+# kubelet,etcd,containerd,containerd-shim-runc-v2,ctr,runc,registry,cni/,STAMP}
+# The first run takes about 9 minutes on 2 cores; later runs see a matching STAMP and
 # return at once. See README.md beside this file.
 #
 # Environment:
@@ -24,6 +26,8 @@
 #     every JSON request body crash the apiserver when built with Go >= 1.18
 #   protobuf-compiler, libprotoc32, libprotobuf32, golang-golang-x-tools (goimports):
 #     needed by go-to-protobuf, to regenerate protobuf code after the CronJob backport
+#   containerd, runc, containernetworking-plugins, docker-registry: the node's container
+#     runtime, CNI plugins and the local image registry (unpacked, never installed)
 set -euo pipefail
 
 script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -34,12 +38,17 @@ keep_tree=${TJF_CLUSTER_KEEP_BUILD_TREE:-0}
 
 # Bump RECIPE whenever this script changes what it produces; the backport's hash is
 # part of the stamp key too, so editing the backport also triggers a rebuild.
-RECIPE=tjf-cluster-build/1
+RECIPE=tjf-cluster-build/2
 VERSION_SUFFIX=+tjf.cronjob-v1
-COMPONENTS=(kube-apiserver kube-controller-manager)
+COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
+# Node runtime binaries copied from Debian's packages: bin/NAME <- the package's path.
+RUNTIME=(containerd:/usr/bin/containerd containerd-shim-runc-v2:/usr/bin/containerd-shim-runc-v2
+  ctr:/usr/bin/ctr runc:/usr/sbin/runc registry:/usr/bin/docker-registry
+  cni/bridge:/usr/lib/cni/bridge cni/host-local:/usr/lib/cni/host-local cni/loopback:/usr/lib/cni/loopback)
 DEBS=(golang-1.19-go golang-1.19-src etcd-server
   golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
-  protobuf-compiler libprotoc32 libprotobuf32 golang-golang-x-tools)
+  protobuf-compiler libprotoc32 libprotobuf32 golang-golang-x-tools
+  containerd runc containernetworking-plugins docker-registry)
 
 bin=$cache/bin
 downloads=$cache/downloads
@@ -60,7 +69,7 @@ up_to_date() {
   local c
   [[ -f $bin/STAMP ]] || return 1
   [[ $(head -n1 "$bin/STAMP") == "$(stamp_key)" ]] || return 1
-  for c in "${COMPONENTS[@]}" etcd; do
+  for c in "${COMPONENTS[@]}" etcd "${RUNTIME[@]%%:*}"; do
     [[ -x $bin/$c && -s $bin/$c ]] || return 1
   done
 }
@@ -336,6 +345,12 @@ compile() {
       run_in_tree go build -trimpath -ldflags "${ldflags[*]}" -o "$bin.new/$c" "./cmd/$c"
   done
   cp "$sysroot/usr/bin/etcd" "$bin.new/etcd"
+  local r
+  mkdir -p "$bin.new/cni"
+  for r in "${RUNTIME[@]}"; do
+    [[ -x $sysroot${r#*:} ]] || die "${r#*:} is missing from the unpacked runtime packages"
+    cp "$sysroot${r#*:}" "$bin.new/${r%%:*}"
+  done
 }
 
 install_bin() {
@@ -351,6 +366,9 @@ install_bin() {
     echo "go: $(go env GOVERSION) from $(basename "$(newest "$downloads"/golang-1.19-go_*.deb)")"
     echo "vendor swaps: $(basename "$(newest "$downloads"/golang-github-modern-go-reflect2-dev_*.deb)"), $(basename "$(newest "$downloads"/golang-github-json-iterator-go-dev_*.deb)")"
     echo "backport: CronJob served as batch/v1 (tests/cluster/cronjob_v1_backport.py)"
+    for v in containerd runc containernetworking-plugins docker-registry; do
+      echo "runtime: $(basename "$(newest "$downloads/${v}"_*.deb)")"
+    done
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) in $((SECONDS - build_start)) s"
   } >"$bin.new/STAMP"
   rm -rf "$bin"

@@ -8,7 +8,9 @@
 #   Namespace   tool-TOOL        label toolforge.org/tool=TOOL
 #   ClusterRole toolforge-tool   shared by all tools
 #   RoleBinding tool-TOOL/toolforge-tool  -> ClusterRole toolforge-tool for User TOOL
-#   LimitRange  tool-TOOL/tool-limits     container defaults and maximum
+#   LimitRange  tool-TOOL/tool-limits     container defaults and maximum (Toolforge's limits;
+#               requests of 20m/64Mi instead of its 150m/256Mi, so that the one 2-core local
+#               node schedules the pods of many tests at once)
 # No ResourceQuota: tests create the quotas they need.
 #
 # Environment: KUBECTL (default: kubectl from PATH).
@@ -82,8 +84,8 @@ spec:
       cpu: 500m
       memory: 512Mi
     defaultRequest:
-      cpu: 150m
-      memory: 256Mi
+      cpu: 20m
+      memory: 64Mi
     max:
       cpu: "1"
       memory: 4Gi

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Start (or restart) a local Kubernetes control plane for the integration tests:
-# etcd, kube-apiserver and kube-controller-manager from build.sh's cache, all on 127.0.0.1.
+# Start (or restart) a local one-node Kubernetes cluster for the integration tests, from
+# build.sh's and image.sh's cache, every port on 127.0.0.1:
+#   control plane  etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+#   node           registry (the node's images), containerd (+ runc, CNI bridge), kubelet
 #
-#   start.sh RUN_DIR [COMPONENT...]      COMPONENT: etcd kube-apiserver kube-controller-manager
+#   start.sh RUN_DIR [COMPONENT...]      COMPONENT: one of the names above
+#   start.sh RUN_DIR --control-plane     etcd kube-apiserver kube-controller-manager (no pods run)
 #   start.sh RUN_DIR --apiserver-only    same as: start.sh RUN_DIR kube-apiserver
 #
 # Idempotent: every named component (all by default) that is not running is started,
 # the others are left alone. A RUN_DIR keeps its CA, certificates, ports and etcd data,
 # so after `stop.sh RUN_DIR kube-apiserver` (or a full stop.sh), `start.sh RUN_DIR`
-# brings the cluster back as it was. It returns once /readyz is ok and the
-# controller-manager has made the "default" ServiceAccount of namespace default.
+# brings the cluster back as it was. It returns once /readyz is ok, the
+# controller-manager has made the "default" ServiceAccount of namespace default and, when
+# the kubelet runs, the node is Ready and a probe pod has run to completion.
 #
 # Environment:
 #   TJF_CLUSTER_CACHE       where build.sh put bin/ (default /var/cache/tjf-cluster)
@@ -17,10 +21,14 @@
 #   TJF_KUBE_START_TIMEOUT  seconds to wait for each component (default 120)
 #
 # Writes in RUN_DIR: env (source it), admin.kubeconfig, pki/, audit.log,
-# audit-policy.yaml, logs/, pids/, cluster.conf (ports and etcd data path).
+# audit-policy.yaml, logs/, pids/, cluster.conf (ports and etcd data path), images.yaml
+# (the gateway's image list naming the registry's images), node/ (containerd, kubelet, CNI
+# and registry state). Outside it: a bridge tjf<hash>, cgroups /sys/fs/cgroup/*/tjf-<hash>,
+# and pod log directories in /var/log/pods (kubelet v1.20 has that path built in); stop.sh
+# removes all of them.
 set -euo pipefail
 
-usage() { echo "usage: start.sh RUN_DIR [--apiserver-only | COMPONENT...]" >&2; exit 2; }
+usage() { echo "usage: start.sh RUN_DIR [--control-plane | --apiserver-only | COMPONENT...]" >&2; exit 2; }
 (($# >= 1)) || usage
 [[ $1 != -* ]] || usage
 
@@ -28,7 +36,8 @@ cache=${TJF_CLUSTER_CACHE:-/var/cache/tjf-cluster}
 bin=$cache/bin
 timeout=${TJF_KUBE_START_TIMEOUT:-120}
 host=127.0.0.1
-ALL_COMPONENTS=(etcd kube-apiserver kube-controller-manager)
+ALL_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler registry containerd kubelet)
+NODE_NAME=127.0.0.1 # kubelet takes a node name that is an IP as its address (the node is loopback only)
 
 log() { printf '%s start.sh: %s\n' "$(date '+%H:%M:%S')" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -41,16 +50,17 @@ wanted=()
 for arg in "$@"; do
   case $arg in
     --apiserver-only) wanted+=(kube-apiserver) ;;
-    etcd | kube-apiserver | kube-controller-manager) wanted+=("$arg") ;;
+    --control-plane) wanted+=(etcd kube-apiserver kube-controller-manager) ;;
+    etcd | kube-apiserver | kube-controller-manager | kube-scheduler | registry | containerd | kubelet) wanted+=("$arg") ;;
     *) usage ;;
   esac
 done
 ((${#wanted[@]})) || wanted=("${ALL_COMPONENTS[@]}")
 
-for c in "${ALL_COMPONENTS[@]}"; do
+for c in "${ALL_COMPONENTS[@]}" ctr runc containerd-shim-runc-v2 cni/bridge cni/host-local cni/loopback; do
   [[ -x $bin/$c ]] || die "$bin/$c is missing: run tests/cluster/build.sh first"
 done
-for t in openssl curl setsid base64; do
+for t in openssl curl setsid base64 python3 ip; do
   command -v "$t" >/dev/null || die "$t is required"
 done
 
@@ -121,11 +131,32 @@ ETCD_PEER_PORT=$ETCD_PEER_PORT
 ETCD_DATA=$ETCD_DATA
 EOF
 fi
+# Node settings, added to the cluster.conf of a RUN_DIR made before the node existed.
+if [[ -z ${REGISTRY_PORT:-} ]]; then
+  REGISTRY_PORT=$(free_port)
+  KUBELET_PORT=$(free_port)
+  KUBELET_HEALTHZ_PORT=$(free_port)
+  NODE_ID=$(printf '%s' "$run_dir" | sha256sum | cut -c1-8)
+  cat >>"$conf" <<EOF
+REGISTRY_PORT=$REGISTRY_PORT
+KUBELET_PORT=$KUBELET_PORT
+KUBELET_HEALTHZ_PORT=$KUBELET_HEALTHZ_PORT
+NODE_ID=$NODE_ID
+EOF
+fi
 mkdir -p "$ETCD_DATA"
 chmod 700 "$ETCD_DATA"
 [[ $ETCD_DATA == "$run_dir"/* ]] || ln -sfn "$ETCD_DATA" "$run_dir/etcd-data"
 kube_url=https://$host:$KUBE_PORT
 etcd_url=http://$host:$ETCD_PORT
+registry=$host:$REGISTRY_PORT
+node_dir=$run_dir/node
+containerd_sock=$node_dir/containerd/containerd.sock
+bridge=tjf$NODE_ID
+cgroup_root=/tjf-$NODE_ID
+# The pods' network: a bridge without an address on the host, no gateway, no masquerade, no
+# default route in the pod (ip_forward stays as it is): pods reach each other and nothing else.
+POD_SUBNET=10.213.0.0/24
 
 # ---------------------------------------------------------------- PKI
 # One CA signs the apiserver's serving certificate and every client certificate.
@@ -146,7 +177,7 @@ issue() { # issue NAME SUBJECT EXTENSION_LINES...: pki/NAME.crt for pki/NAME.key
 make_pki() {
   local name keygen=() pid
   # RSA key generation is the slow part: make the missing keys in parallel.
-  for name in ca apiserver admin kube-controller-manager sa; do
+  for name in ca apiserver admin kube-controller-manager sa kube-scheduler node kubelet-serving apiserver-kubelet-client; do
     [[ -s $pki/$name.key ]] && continue
     rm -f "$pki/$name.crt"
     new_key "$pki/$name.key" &
@@ -158,7 +189,8 @@ make_pki() {
       -addext "basicConstraints=critical,CA:TRUE" \
       -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
       -out "$pki/ca.crt"
-    rm -f "$pki/apiserver.crt" "$pki/admin.crt" "$pki/kube-controller-manager.crt"
+    rm -f "$pki/apiserver.crt" "$pki/admin.crt" "$pki/kube-controller-manager.crt" \
+      "$pki/kube-scheduler.crt" "$pki/node.crt" "$pki/kubelet-serving.crt" "$pki/apiserver-kubelet-client.crt"
   fi
   local client=("basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment"
     "extendedKeyUsage=clientAuth")
@@ -168,6 +200,15 @@ make_pki() {
     "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
   issue admin "/O=system:masters/CN=tjf-admin" "${client[@]}"
   issue kube-controller-manager "/CN=system:kube-controller-manager" "${client[@]}"
+  issue kube-scheduler "/CN=system:kube-scheduler" "${client[@]}"
+  # The kubelet: its client identity for the Node authorizer, and its serving certificate,
+  # which the apiserver verifies (--kubelet-certificate-authority) when it fetches logs.
+  issue node "/O=system:nodes/CN=system:node:$NODE_NAME" "${client[@]}"
+  issue kubelet-serving "/CN=$NODE_NAME" \
+    "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1"
+  # The apiserver's client certificate to the kubelet, which authorises it by webhook.
+  issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "${client[@]}"
   [[ -s $pki/sa.pub ]] || openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 }
 
@@ -307,8 +348,12 @@ start_apiserver() {
     --cert-dir="$pki" \
     --client-ca-file="$pki/ca.crt" \
     --anonymous-auth=false \
-    --authorization-mode=RBAC \
-    --enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,ResourceQuota \
+    --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,NodeRestriction,ResourceQuota \
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$pki/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
     --feature-gates=TTLAfterFinished=true \
     --service-account-key-file="$pki/sa.pub" \
     --service-account-signing-key-file="$pki/sa.key" \
@@ -336,6 +381,239 @@ start_controller_manager() {
     --profiling=false
 }
 
+start_scheduler() {
+  ports_of=()
+  launch kube-scheduler \
+    --kubeconfig="$run_dir/kube-scheduler.kubeconfig" \
+    --authentication-kubeconfig="$run_dir/kube-scheduler.kubeconfig" \
+    --authorization-kubeconfig="$run_dir/kube-scheduler.kubeconfig" \
+    --bind-address=$host --port=0 --secure-port=0 \
+    --leader-elect=false \
+    --profiling=false
+}
+
+node_files() {
+  mkdir -p "$node_dir"/{registry,containerd/certs.d/_default,cni/net.d,cni/ipam,kubelet,kubelet-plugins}
+  # The registry: plain HTTP on loopback (containerd is told so below); storage per RUN_DIR.
+  cat >"$node_dir/registry.yml" <<EOF
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $node_dir/registry}
+  delete: {enabled: true}
+http:
+  addr: $registry
+  secret: tjf-$NODE_ID
+EOF
+  # Every registry name resolves to the local one (the _default host), so an image reference
+  # of any registry is pulled from 127.0.0.1 and no name is ever looked up elsewhere.
+  cat >"$node_dir/containerd/certs.d/_default/hosts.toml" <<EOF
+server = "http://$registry"
+[host."http://$registry"]
+  capabilities = ["pull", "resolve"]
+  skip_verify = true
+EOF
+  mkdir -p "$node_dir/containerd/certs.d/$registry"
+  cp "$node_dir/containerd/certs.d/_default/hosts.toml" "$node_dir/containerd/certs.d/$registry/hosts.toml"
+  cat >"$node_dir/containerd.toml" <<EOF
+version = 2
+root = "$node_dir/containerd/root"
+state = "$node_dir/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "$containerd_sock"
+[ttrpc]
+  address = "$containerd_sock.ttrpc"
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$registry/pause:3.4.1"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  disable_apparmor = true
+  # this machine refuses a lower oom_score_adj than the caller's own (kubelet asks -998 for sandboxes)
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  max_container_log_line_size = 16384
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "$bin/runc"
+        Root = "$node_dir/containerd/runc"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$bin/cni"
+    conf_dir = "$node_dir/cni/net.d"
+    max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$node_dir/containerd/certs.d"
+EOF
+  cat >"$node_dir/cni/net.d/10-tjf.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "tjf-pods-$NODE_ID",
+  "plugins": [{
+    "type": "bridge",
+    "bridge": "$bridge",
+    "isGateway": false,
+    "isDefaultGateway": false,
+    "ipMasq": false,
+    "hairpinMode": false,
+    "ipam": {"type": "host-local", "dataDir": "$node_dir/cni/ipam", "ranges": [[{"subnet": "$POD_SUBNET"}]]}
+  }]
+}
+EOF
+  # A pod's 127.0.0.1 is its own loopback: a name lookup in a pod goes nowhere.
+  echo "nameserver 127.0.0.1" >"$node_dir/resolv.conf"
+  cat >"$node_dir/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $host
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: $host
+healthzPort: $KUBELET_HEALTHZ_PORT
+tlsCertFile: $pki/kubelet-serving.crt
+tlsPrivateKeyFile: $pki/kubelet-serving.key
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true, cacheTTL: 30s}
+  x509: {clientCAFile: $pki/ca.crt}
+authorization:
+  mode: Webhook
+  webhook: {cacheAuthorizedTTL: 30s, cacheUnauthorizedTTL: 5s}
+cgroupDriver: cgroupfs
+cgroupRoot: $cgroup_root
+cgroupsPerQOS: true
+failSwapOn: false
+resolvConf: $node_dir/resolv.conf
+makeIPTablesUtilChains: false
+serializeImagePulls: false
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+imageGCHighThresholdPercent: 99
+imageGCLowThresholdPercent: 98
+nodeStatusUpdateFrequency: 10s
+syncFrequency: 15s
+containerLogMaxSize: 10Mi
+containerLogMaxFiles: 3
+maxPods: 110
+EOF
+}
+
+# The kubelet's cgroup root must exist in every v1 hierarchy (cpuset needs its cpus and mems).
+make_cgroup_root() {
+  local d
+  for d in /sys/fs/cgroup/*/; do
+    [[ -f ${d}cgroup.procs && $d != /sys/fs/cgroup/unified/ ]] || continue
+    mkdir -p "$d${cgroup_root#/}"
+    if [[ -f ${d}cpuset.cpus ]]; then
+      cat "${d}cpuset.cpus" >"$d${cgroup_root#/}/cpuset.cpus"
+      cat "${d}cpuset.mems" >"$d${cgroup_root#/}/cpuset.mems"
+    fi
+  done
+}
+
+start_registry() {
+  ports_of=("$REGISTRY_PORT")
+  node_files
+  launch registry serve "$node_dir/registry.yml"
+}
+
+registry_up() { curl -fsS --max-time 2 "http://$registry/v2/" >/dev/null; }
+
+push_images() {
+  local images=$cache/image
+  [[ -s $images/STAMP ]] || die "no node images in $images: run tests/cluster/image.sh first"
+  python3 "$script_dir/push_image.py" "http://$registry" "$images" pause pause:3.4.1
+  # The one root filesystem under the names the tests' and the stack's image list use.
+  python3 "$script_dir/push_image.py" "http://$registry" "$images" bookworm \
+    toolforge-bookworm-sssd:latest toolforge-python311-sssd-base:latest toolforge-bullseye-sssd:latest
+  cat >"$run_dir/images.yaml.tmp" <<EOF
+# Written by tests/cluster/start.sh: the gateway's image list (JOBS_GATEWAY_IMAGES_FILE),
+# naming the images of this cluster's registry (one Debian bookworm root filesystem).
+bookworm:
+  state: stable
+  aliases: [tf-bookworm]
+  variants:
+    jobs-framework: {image: $registry/toolforge-bookworm-sssd}
+bullseye:
+  state: deprecated
+  aliases: [tf-bullseye-std]
+  variants:
+    jobs-framework: {image: $registry/toolforge-bullseye-sssd}
+python3.11:
+  state: stable
+  aliases: [tf-python311]
+  variants:
+    jobs-framework: {image: $registry/toolforge-python311-sssd-base}
+EOF
+  mv "$run_dir/images.yaml.tmp" "$run_dir/images.yaml"
+}
+
+start_containerd() {
+  ports_of=()
+  node_files
+  mkdir -p "$node_dir/containerd"
+  # The shim is found on PATH; runc by its full path (containerd.toml).
+  PATH=$bin:$PATH launch containerd --config "$node_dir/containerd.toml"
+}
+
+containerd_up() { "$bin/ctr" --address "$containerd_sock" version; }
+
+start_kubelet() {
+  ports_of=("$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT")
+  node_files
+  make_cgroup_root
+  launch kubelet \
+    --config="$node_dir/kubelet.yaml" \
+    --kubeconfig="$run_dir/kubelet.kubeconfig" \
+    --container-runtime=remote \
+    --container-runtime-endpoint="unix://$containerd_sock" \
+    --runtime-request-timeout=5m \
+    --root-dir="$node_dir/kubelet" \
+    --volume-plugin-dir="$node_dir/kubelet-plugins" \
+    --cert-dir="$pki" \
+    --hostname-override="$NODE_NAME" \
+    --register-node=true \
+    --v=1
+}
+
+kubelet_healthy() { [[ $(curl -fsS --max-time 2 "http://$host:$KUBELET_HEALTHZ_PORT/healthz") == ok ]]; }
+node_ready() {
+  admin_curl "$kube_url/api/v1/nodes/$NODE_NAME" |
+    python3 -c 'import json,sys; n=json.load(sys.stdin); sys.exit(0 if any(c["type"]=="Ready" and c["status"]=="True" for c in n["status"]["conditions"]) else 1)'
+}
+
+# A pod that runs to completion shows that scheduling, image pulls, the sandbox, CNI and runc
+# all work. It runs in namespace default and is deleted afterwards.
+probe_pod() {
+  local name=tjf-node-probe phase deadline=$((SECONDS + timeout))
+  admin_curl -X DELETE "$kube_url/api/v1/namespaces/default/pods/$name?gracePeriodSeconds=0" >/dev/null 2>&1 || true
+  while admin_curl "$kube_url/api/v1/namespaces/default/pods/$name" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "the old probe pod does not go away"
+    sleep 0.2
+  done
+  admin_curl -X POST -H 'Content-Type: application/json' "$kube_url/api/v1/namespaces/default/pods" \
+    -d "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"$name\"},\"spec\":{\"restartPolicy\":\"Never\",\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"probe\",\"image\":\"$registry/toolforge-bookworm-sssd:latest\",\"command\":[\"python3\",\"-c\",\"print('tjf node ok')\"]}]}}" >/dev/null
+  while :; do
+    phase=$(admin_curl "$kube_url/api/v1/namespaces/default/pods/$name" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status",{}).get("phase",""))' || true)
+    [[ $phase == Succeeded ]] && break
+    [[ $phase == Failed ]] && die "the probe pod failed: $(admin_curl "$kube_url/api/v1/namespaces/default/pods/$name")"
+    running kubelet || die "the kubelet died while the probe pod ran (log: $logs/kubelet.log)"
+    ((SECONDS < deadline)) || { tail -n 30 "$logs/kubelet.log" >&2; die "timed out after ${timeout}s waiting for the probe pod (phase '$phase')"; }
+    sleep 0.3
+  done
+  [[ $(admin_curl "$kube_url/api/v1/namespaces/default/pods/$name/log") == "tjf node ok" ]] ||
+    die "the probe pod's log (through the apiserver and the kubelet) is not 'tjf node ok'"
+  admin_curl -X DELETE "$kube_url/api/v1/namespaces/default/pods/$name?gracePeriodSeconds=0" >/dev/null
+}
+
 write_env() {
   {
     printf '# Written by tests/cluster/start.sh; use: . %q\n' "$run_dir/env"
@@ -348,6 +626,10 @@ write_env() {
     printf 'export TJF_KUBE_AUDIT_LOG=%q\n' "$run_dir/audit.log"
     printf 'export TJF_KUBE_RUN_DIR=%q\n' "$run_dir"
     printf 'export KUBECONFIG=%q\n' "$run_dir/admin.kubeconfig"
+    printf 'export TJF_REGISTRY=%q\n' "$registry"
+    printf 'export TJF_IMAGES_FILE=%q\n' "$run_dir/images.yaml"
+    printf 'export TJF_NODE_NAME=%q\n' "$NODE_NAME"
+    if running kubelet; then printf 'export TJF_NODE=1\n'; else printf 'export TJF_NODE=\n'; fi
   } >"$run_dir/env.tmp"
   mv "$run_dir/env.tmp" "$run_dir/env"
 }
@@ -358,6 +640,8 @@ t0=$(now_ms)
 make_pki
 kubeconfig "$run_dir/admin.kubeconfig" admin tjf-admin
 kubeconfig "$run_dir/kube-controller-manager.kubeconfig" kube-controller-manager system:kube-controller-manager
+kubeconfig "$run_dir/kube-scheduler.kubeconfig" kube-scheduler system:kube-scheduler
+kubeconfig "$run_dir/kubelet.kubeconfig" node "system:node:$NODE_NAME"
 audit_policy
 timing="pki $(($(now_ms) - t0)) ms"
 
@@ -381,6 +665,23 @@ for c in "${ALL_COMPONENTS[@]}"; do
     kube-controller-manager)
       start_controller_manager
       ;;
+    kube-scheduler)
+      start_scheduler
+      ;;
+    registry)
+      start_registry
+      await registry "the registry" registry_up
+      push_images
+      ;;
+    containerd)
+      start_containerd
+      await containerd "containerd's API" containerd_up
+      ;;
+    kubelet)
+      running containerd || die "the kubelet needs containerd: start.sh $run_dir containerd kubelet"
+      start_kubelet
+      await kubelet "the kubelet's /healthz" kubelet_healthy
+      ;;
   esac
   timing+=", $c $(($(now_ms) - t)) ms"
 done
@@ -391,6 +692,12 @@ if running etcd; then await etcd "etcd health" etcd_healthy; fi
 if running kube-apiserver; then await kube-apiserver "kube-apiserver /readyz" apiserver_ready; fi
 if running kube-apiserver && running kube-controller-manager; then
   await kube-controller-manager "the default ServiceAccount in namespace default" default_sa_ready
+fi
+if running kubelet; then
+  await kubelet "node $NODE_NAME Ready" node_ready
+  running registry && [[ -s $run_dir/images.yaml ]] || die "the node needs the registry: start.sh $run_dir registry"
+  running kube-scheduler || die "the node needs kube-scheduler to run pods: start.sh $run_dir kube-scheduler"
+  probe_pod
 fi
 timing+=", final readiness $(($(now_ms) - t)) ms"
 write_env

@@ -3,10 +3,16 @@
 #
 #   stop.sh RUN_DIR [COMPONENT...] [--purge]
 #
-# COMPONENT: etcd, kube-apiserver, kube-controller-manager (default: all three, stopped in
-# the reverse order of starting). Each recorded PID is signalled only if /proc/PID/cmdline
-# shows that program started for this RUN_DIR: SIGTERM, then SIGKILL after 5 seconds
-# (TJF_KUBE_STOP_GRACE=N to wait N seconds instead; 0 = SIGKILL at once, like a crash).
+# COMPONENT: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, registry,
+# containerd, kubelet (default: all, stopped in the reverse order of starting). Each recorded
+# PID is signalled only if /proc/PID/cmdline shows that program started for this RUN_DIR:
+# SIGTERM, then SIGKILL after 5 seconds (TJF_KUBE_STOP_GRACE=N to wait N seconds instead;
+# 0 = SIGKILL at once, like a crash).
+# Stopping containerd first ends every pod it runs: their tasks are killed and deleted through
+# containerd's API, then whatever is still in the node's cgroups (/sys/fs/cgroup/*/tjf-<id>)
+# is killed by PID; after containerd the node's mounts under RUN_DIR/node are unmounted,
+# its cgroups removed, its bridge deleted and its pod log directories in /var/log/pods
+# removed. Then leftovers.sh checks that none of it is left (exit 1 if something is).
 # The RUN_DIR (PKI, ports, etcd data) is kept, so start.sh RUN_DIR restarts the cluster.
 # --purge (only when stopping everything) also deletes the etcd data, which lives in
 # /dev/shm when available; delete RUN_DIR yourself afterwards if you want it gone.
@@ -19,13 +25,15 @@ usage() { echo "usage: stop.sh RUN_DIR [COMPONENT...] [--purge]" >&2; exit 2; }
 run_dir=$(cd -- "$1" && pwd -P)
 shift
 
-STOP_ORDER=(kube-controller-manager kube-apiserver etcd)
+STOP_ORDER=(kubelet containerd registry kube-scheduler kube-controller-manager kube-apiserver etcd)
+cache=${TJF_CLUSTER_CACHE:-/var/cache/tjf-cluster}
+script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 purge=0
 wanted=()
 for arg in "$@"; do
   case $arg in
     --purge) purge=1 ;;
-    etcd | kube-apiserver | kube-controller-manager) wanted+=("$arg") ;;
+    etcd | kube-apiserver | kube-controller-manager | kube-scheduler | registry | containerd | kubelet) wanted+=("$arg") ;;
     *) usage ;;
   esac
 done
@@ -42,6 +50,7 @@ grace=${TJF_KUBE_STOP_GRACE:-5}
 [[ $grace =~ ^[0-9]+$ ]] || { echo "stop.sh: TJF_KUBE_STOP_GRACE must be a whole number of seconds" >&2; exit 2; }
 
 ETCD_DATA=
+NODE_ID=
 if [[ -f $run_dir/cluster.conf ]]; then
   # shellcheck source=/dev/null
   . "$run_dir/cluster.conf"
@@ -102,10 +111,72 @@ stop_one() {
   rm -f "$pidfile"
 }
 
+node_dir=$run_dir/node
+containerd_sock=$node_dir/containerd/containerd.sock
+
+# end_pods: kill and delete every task (pod sandboxes and containers) of this node's
+# containerd through its API, so runc and the shims clean up after them.
+end_pods() {
+  local ctr=(timeout 20 "$cache/bin/ctr" --address "$containerd_sock" --namespace k8s.io) ids id
+  [[ -S $containerd_sock && -x $cache/bin/ctr ]] || return 0
+  ids=$("${ctr[@]}" tasks list -q 2>/dev/null) || return 0
+  for id in $ids; do "${ctr[@]}" tasks kill --all --signal SIGKILL "$id" >/dev/null 2>&1 || true; done
+  for id in $ids; do "${ctr[@]}" tasks delete --force "$id" >/dev/null 2>&1 || true; done
+  for id in $("${ctr[@]}" containers list -q 2>/dev/null); do
+    "${ctr[@]}" containers delete "$id" >/dev/null 2>&1 || true
+  done
+  [[ -z $ids ]] || log "ended $(wc -w <<<"$ids") containerd tasks"
+}
+
+# clean_node: after containerd is gone, remove what the node made outside its processes.
+clean_node() {
+  local pids pid m i uid d n=0
+  [[ -n $NODE_ID ]] || return 0
+  # Processes still in the node's cgroups (containers whose shim died), and its shims.
+  for i in 1 2 3; do
+    pids=$(find /sys/fs/cgroup/pids/"tjf-$NODE_ID" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u) || true
+    pids+=" $(pgrep -f -- "-address $containerd_sock" 2>/dev/null || true)"
+    [[ -n ${pids// /} ]] || break
+    for pid in $pids; do kill -KILL "$pid" 2>/dev/null && n=$((n + 1)) || true; done
+    sleep 0.3
+  done
+  ((n == 0)) || log "killed $n leftover container processes"
+  # Mounts under the node's directory (container root filesystems, volumes, network
+  # namespaces), deepest first.
+  while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
+  done < <(awk -v p="$node_dir/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-)
+  # The pods' log directories (kubelet v1.20 writes them to /var/log/pods, a fixed path).
+  if [[ -d $node_dir/kubelet/pods ]]; then
+    for uid in $(ls "$node_dir/kubelet/pods"); do
+      for d in /var/log/pods/*_"$uid"; do [[ -d $d ]] && rm -rf -- "$d"; done
+    done
+  fi
+  for d in /var/log/containers/*.log; do
+    [[ -L $d && ! -e $d ]] && rm -f -- "$d"
+  done
+  # Cgroups, deepest first.
+  for d in /sys/fs/cgroup/*/"tjf-$NODE_ID"; do
+    [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  if ip link show "tjf$NODE_ID" >/dev/null 2>&1; then ip link delete "tjf$NODE_ID" || true; fi
+  # Paths built into kubelet v1.20, libcni and containerd's shims: our entries in them, then
+  # the directories themselves if nothing else uses them.
+  rm -f /var/lib/cni/results/"tjf-pods-$NODE_ID"-*
+  if ! ps -C kubelet -o stat= 2>/dev/null | grep -qv '^Z'; then # no other kubelet is alive
+    rm -f /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/kubelet/device-plugins/DEPRECATION
+  fi
+  rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/lib/cni/results /var/lib/cni \
+    /run/containerd/s /run/containerd 2>/dev/null || true
+  return 0
+}
+
 for c in "${STOP_ORDER[@]}"; do
   for w in "${wanted[@]}"; do
     if [[ $w == "$c" ]]; then
+      [[ $c == containerd ]] && end_pods
       stop_one "$c"
+      [[ $c == containerd ]] && clean_node
     fi
   done
 done
@@ -119,3 +190,17 @@ if ((purge)) && [[ -n $ETCD_DATA ]]; then
   rm -f "$run_dir/etcd-data"
   log "purged etcd data $ETCD_DATA"
 fi
+clean=0
+if [[ -n $NODE_ID ]] && ((${#wanted[@]} == ${#STOP_ORDER[@]})); then
+  bash "$script_dir/leftovers.sh" "$run_dir" || clean=1
+fi
+if ((purge)) && [[ -d $node_dir ]]; then
+  # Never delete through a mount (a pod's hostPath volume is a tool's home).
+  if awk -v p="$run_dir/" 'index($5, p) == 1 {found=1} END {exit !found}' /proc/self/mountinfo; then
+    log "ERROR: mounts remain under $run_dir; not deleting $node_dir"
+    clean=1
+  else
+    rm -rf --one-file-system -- "$node_dir"
+  fi
+fi
+exit "$clean"

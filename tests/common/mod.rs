@@ -311,6 +311,9 @@ impl Gateway {
             .env("JOBS_GATEWAY_KUBE_URL", &pki.cluster.url)
             .env("JOBS_GATEWAY_KUBE_CA", &pki.cluster.ca)
             .env("JOBS_GATEWAY_HOME_ROOT", &pki.home_root)
+            // jobs run on the local node: images from its registry, homes mounted as hostPath
+            .env("JOBS_GATEWAY_IMAGES_FILE", env("TJF_IMAGES_FILE"))
+            .env("JOBS_GATEWAY_HOME_MOUNT", "hostpath")
             .stdout(Stdio::null())
             .stderr(log_file);
         for (k, v) in extra_env {
