@@ -311,11 +311,13 @@ impl Gateway {
             .env("JOBS_GATEWAY_KUBE_URL", &pki.cluster.url)
             .env("JOBS_GATEWAY_KUBE_CA", &pki.cluster.ca)
             .env("JOBS_GATEWAY_HOME_ROOT", &pki.home_root)
-            // jobs run on the local node: images from its registry, homes mounted as hostPath
-            .env("JOBS_GATEWAY_IMAGES_FILE", env("TJF_IMAGES_FILE"))
+            // jobs run on the local node: homes mounted as hostPath, images from its registry
             .env("JOBS_GATEWAY_HOME_MOUNT", "hostpath")
             .stdout(Stdio::null())
             .stderr(log_file);
+        if let Ok(images) = std::env::var("TJF_IMAGES_FILE") {
+            cmd.env("JOBS_GATEWAY_IMAGES_FILE", images);
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
