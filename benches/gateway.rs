@@ -382,6 +382,7 @@ async fn create_jobs(admin: &kube::Client, tools: &[String], home_root: &Path, p
                     image,
                     continuous_kind: ContinuousComponent::ReplicationControllers,
                     schedule_actual: schedule.as_ref().map(|s| s.actual.as_str()),
+                    home_root_mount: None,
                 },
             );
             manifests.push((tool.clone(), manifest));

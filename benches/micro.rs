@@ -88,6 +88,7 @@ fn objects_bench(c: &mut Criterion) {
             image,
             continuous_kind: ContinuousComponent::ReplicationControllers,
             schedule_actual: schedule.as_ref().map(|s| s.actual.as_str()),
+            home_root_mount: None,
         };
         g.bench_function(format!("build/{label}"), |b| {
             b.iter(|| objects::build(black_box(&req), black_box(&ctx)))
@@ -110,6 +111,7 @@ fn objects_bench(c: &mut Criterion) {
                     image,
                     continuous_kind: ContinuousComponent::ReplicationControllers,
                     schedule_actual: None,
+                    home_root_mount: None,
                 },
             )
         })
