@@ -360,7 +360,12 @@ async fn release16_cli_full_scenario() {
     ]);
     let again = cli.run(&["run", "once", "--command", "x", "--image", "bookworm"]);
     assert_eq!(again.code, 1, "a taken name: {again}");
-    assert!(again.stderr.contains("ERROR"), "{again}");
+    assert!(
+        again
+            .stderr
+            .contains("ERROR: A job with the name once already exists"),
+        "the real server's 409 text: {again}"
+    );
 
     let list = cli.ok(&["list"]);
     for want in [
@@ -458,7 +463,10 @@ async fn release16_cli_full_scenario() {
     );
     let gone = cli.run(&["delete", "once"]);
     assert_eq!(gone.code, 1, "16.x fails on a missing job: {gone}");
-    assert!(gone.stderr.contains("does not exist"), "{gone}");
+    assert!(
+        gone.stderr.contains("ERROR: Job 'once' does not exist"),
+        "{gone}"
+    );
 
     cli.ok(&["flush"]);
     assert!(cli.ok(&["list", "-o", "name"]).lines().is_empty());
@@ -477,6 +485,15 @@ async fn release16_cli_full_scenario() {
         first.all().contains("2 job(s) loaded successfully"),
         "{first}"
     );
+    // PATCH keeps the real server's info lines, which load prints
+    for job in ["loaded-nightly", "loaded-daemon"] {
+        assert!(
+            first
+                .stdout
+                .contains(&format!("Job {job} created in storage and runtime")),
+            "{first}"
+        );
+    }
     let loaded = cli.ok(&["list", "-o", "name"]);
     assert_eq!(
         names(&loaded),
@@ -485,7 +502,12 @@ async fn release16_cli_full_scenario() {
     );
     let before = s.uids().await;
     let second = cli.ok(&["load", &file_arg]);
-    assert!(second.all().contains("up to date"), "{second}");
+    assert!(
+        second
+            .stdout
+            .contains("Job loaded-daemon is already up to date"),
+        "{second}"
+    );
     assert_eq!(
         s.uids().await,
         before,
@@ -757,6 +779,253 @@ async fn one_server_serves_every_generation() {
     let (status, _) =
         call(client.delete(s.gw.direct_url(&format!("/jobs/v1/tool/{tool}/jobs/")))).await;
     assert_eq!(status, 200);
+}
+
+/// Asserts a 16.x error reply: the status and the text, in `error` and in `messages.error`.
+fn v1_error(reply: &(u16, Value), status: u16, text: &str, what: &str) {
+    let (got, body) = reply;
+    assert_eq!(*got, status, "{what}: {body}");
+    assert_eq!(body["error"], json!([text]), "{what}: {body}");
+    assert_eq!(body["messages"]["error"], json!([text]), "{what}: {body}");
+}
+
+/// `call`, waiting out the gateway's per-tool write rate limit (429): the next test writes
+/// more than its burst allows.
+async fn call_patiently(req: reqwest::RequestBuilder) -> (u16, Value) {
+    loop {
+        let attempt = req
+            .try_clone()
+            .unwrap_or_else(|| panic!("a request that can't be sent twice"));
+        let reply = call(attempt).await;
+        if reply.0 != 429 {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+/// Every error text the 16.x routes share with the real server (spec §1.3, §3.3, §3.5, §5.3,
+/// §6), word for word, and the info messages of PATCH.
+#[tokio::test(flavor = "multi_thread")]
+async fn v1_error_texts_are_the_real_server_s() {
+    let s = Setup::new("v1-texts");
+    let client = s.client();
+    let tool = s.tool.clone();
+    let url = |p: &str| s.gw.direct_url(&format!("/jobs/v1/tool/{tool}/{p}"));
+    let (status, _) = call_patiently(client.delete(url("jobs/"))).await;
+    assert_eq!(status, 200);
+    let post = |body: Value| client.post(url("jobs/")).json(&body);
+    let job = |name: &str| json!({"name": name, "imagename": "bookworm", "cmd": "./x.sh", "job_type": "one-off"});
+
+    // run
+    let (status, body) = call_patiently(post(job("once"))).await;
+    assert_eq!(status, 201, "{body}");
+    let rules = "See the documentation for the naming rules: https://w.wiki/6YL8";
+    let cases: Vec<(Value, u16, String, &str)> = vec![
+        (job("once"), 409, "A job with the name once already exists".into(), "a taken name"),
+        (job(""), 400, format!("Job name is required. {rules}"), "an empty name"),
+        (job("Bad_Name"), 400, format!("Invalid job name. {rules}"), "a bad name"),
+        (
+            job(&"a".repeat(53)),
+            400,
+            format!("Invalid job name, it can't be longer than 52 characters. {rules}"),
+            "a long name",
+        ),
+        (
+            json!({"name": "img", "imagename": "nosuch", "cmd": "x", "job_type": "one-off"}),
+            400,
+            "No such image 'nosuch'".into(),
+            "an unknown image",
+        ),
+        (
+            json!({"name": "cron", "imagename": "bookworm", "cmd": "x", "job_type": "scheduled", "schedule": "wrong"}),
+            400,
+            "Unable to parse cron expression \"wrong\": Expected to find 5 space-separated values, found 1".into(),
+            "a bad schedule",
+        ),
+        (
+            json!({"name": "web", "imagename": "bookworm", "cmd": "x", "job_type": "continuous",
+                   "health_check": {"type": "http", "path": "/healthz"}}),
+            400,
+            "Port must be set for HTTP health checks".into(),
+            "an http check without a port",
+        ),
+        (
+            json!({"name": "nomount", "imagename": "bookworm", "cmd": "x", "job_type": "one-off", "mount": "none"}),
+            400,
+            "File logging is only available with --mount=all".into(),
+            "file logs without storage",
+        ),
+        (
+            json!({"name": "big", "imagename": "bookworm", "cmd": "x", "job_type": "one-off", "memory": "8Gi"}),
+            400,
+            "Requested memory 8Gi is over maximum allowed per container (4Gi)".into(),
+            "memory over the LimitRange",
+        ),
+        (
+            json!({"name": "big", "imagename": "bookworm", "cmd": "x", "job_type": "one-off", "cpu": "2"}),
+            400,
+            "Requested CPU 2 is over maximum allowed per container (1)".into(),
+            "cpu over the LimitRange",
+        ),
+    ];
+    for (body, status, text, what) in &cases {
+        v1_error(
+            &call_patiently(post(body.clone())).await,
+            *status,
+            text,
+            what,
+        );
+    }
+
+    // show, delete, restart
+    let missing = "Job 'nosuch' does not exist";
+    v1_error(
+        &call_patiently(client.get(url("jobs/nosuch"))).await,
+        404,
+        missing,
+        "show",
+    );
+    v1_error(
+        &call_patiently(client.delete(url("jobs/nosuch"))).await,
+        404,
+        missing,
+        "delete",
+    );
+    v1_error(
+        &call_patiently(client.post(url("jobs/nosuch/restart"))).await,
+        404,
+        missing,
+        "restart",
+    );
+    v1_error(
+        &call_patiently(client.post(url("jobs/once/restart"))).await,
+        400,
+        "Unable to restart a one-off job",
+        "restart of a one-off job",
+    );
+
+    // logs (16.1 reads them from the jobs API); the lines are read before the name
+    for (path, status, text) in [
+        (
+            "jobs/once/logs?lines=abc",
+            400,
+            "Unable to parse lines as integer".to_string(),
+        ),
+        (
+            "jobs/once/logs?lines=6000",
+            400,
+            "Requested number of 6000 lines is over limit of 5000".into(),
+        ),
+        (
+            "jobs/Bad_Name/logs?lines=abc",
+            400,
+            "Unable to parse lines as integer".into(),
+        ),
+        (
+            "jobs/Bad_Name/logs",
+            400,
+            format!("Invalid job name. {rules}"),
+        ),
+        (
+            "jobs/nosuch/logs",
+            404,
+            "Job 'nosuch' does not have any logs available".into(),
+        ),
+        // file logs on, nothing written yet
+        (
+            "jobs/once/logs",
+            404,
+            "Job 'once' does not have any logs available".into(),
+        ),
+    ] {
+        v1_error(
+            &call_patiently(client.get(url(path))).await,
+            status,
+            &text,
+            path,
+        );
+    }
+
+    // another tool's path (era D's check)
+    let other = s.gw.direct_url("/jobs/v1/tool/someone-else/jobs/");
+    v1_error(
+        &call_patiently(client.get(other)).await,
+        403,
+        &format!("Toolname mismatch: expected 'someone-else', got '{tool}'"),
+        "another tool's path",
+    );
+
+    // PATCH (load): the real server's info messages
+    let patch = |cmd: &str| {
+        client
+            .patch(url("jobs/"))
+            .json(&json!({"name": "nightly", "imagename": "bookworm",
+            "cmd": cmd, "job_type": "scheduled", "schedule": "@daily"}))
+    };
+    for (cmd, info, changed) in [
+        ("./a.sh", "Job nightly created in storage and runtime", true),
+        ("./a.sh", "Job nightly is already up to date", false),
+        (
+            "./b.sh",
+            "Job nightly was updated in storage and runtime",
+            true,
+        ),
+    ] {
+        let (status, body) = call_patiently(patch(cmd)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["messages"]["info"], json!([info]), "{body}");
+        assert_eq!(body["job_changed"], changed, "{body}");
+    }
+    let (status, body) = call_patiently(client.patch(url("jobs/")).json(&job("once"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["messages"]["info"],
+        json!(["OneOffJobs can't be updated, delete and recreate it instead"]),
+        "{body}"
+    );
+
+    // an exceeded ResourceQuota, as the apiserver reports it
+    let quotas = Api::<ResourceQuota>::namespaced(s.admin.clone(), &s.ns());
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "no-cronjobs"},
+        "spec": {"hard": {"count/cronjobs.batch": "1"}},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    quotas
+        .create(&PostParams::default(), &quota)
+        .await
+        .unwrap_or_else(|e| panic!("creating the ResourceQuota: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = call_patiently(post(json!({"name": "cron2", "imagename": "bookworm",
+            "cmd": "x", "job_type": "scheduled", "schedule": "@daily"})))
+        .await;
+        // until the quota controller has counted, the apiserver says "status unknown"
+        if status != 201
+            && body["error"][0]
+                .as_str()
+                .is_some_and(|e| e.starts_with("Out of quota"))
+        {
+            v1_error(
+                &(status, body),
+                403,
+                "Out of quota for this kind of job. Please see https://w.wiki/6YLP for details.",
+                "an exceeded ResourceQuota",
+            );
+            break;
+        }
+        assert!(status != 201, "created beyond the quota: {body}");
+        assert!(Instant::now() < deadline, "the quota never applied: {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    quotas
+        .delete("no-cronjobs", &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let (status, body) = call_patiently(client.delete(url("jobs/"))).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// The local jobs ingress (ingress/nginx), in front of a gateway's ingress listener.

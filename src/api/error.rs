@@ -73,12 +73,16 @@ impl Flavor {
             Flavor::Legacy
         }
     }
+
+    /// The flavor of the request being served (release 13/14 outside of a request).
+    pub fn current() -> Self {
+        FLAVOR.try_with(|f| *f).unwrap_or(Flavor::Legacy)
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let flavor = FLAVOR.try_with(|f| *f).unwrap_or(Flavor::Legacy);
-        let body = match flavor {
+        let body = match Flavor::current() {
             Flavor::Legacy => json!({"message": self.message, "data": self.data}),
             Flavor::V1 => json!({
                 "error": [self.message],
@@ -112,8 +116,25 @@ impl From<CredentialError> for ApiError {
 
 pub const QUOTA_HELP: &str = "https://w.wiki/6YLP";
 
-/// Maps a Kubernetes failure to what the caller should see, keeping its meaning.
+/// 409 for a run whose name is taken, worded as each generation's server did: the 2023
+/// service said `A job with the same name exists already`, the 16.x one names the job.
+pub fn job_name_taken(name: &str, flavor: Flavor) -> ApiError {
+    let message = match flavor {
+        Flavor::Legacy => "A job with the same name exists already".to_string(),
+        Flavor::V1 => format!("A job with the name {name} already exists"),
+    };
+    ApiError::new(StatusCode::CONFLICT, message)
+}
+
+/// Maps a Kubernetes failure to what the caller should see, keeping its meaning, in the
+/// wording of the request's client generation.
 pub fn from_kube(e: &kube::Error, what: &str) -> ApiError {
+    from_kube_as(e, what, Flavor::current())
+}
+
+/// [`from_kube`] for a given flavor. The 16.x server words an exceeded ResourceQuota and a
+/// name taken in the runtime its own way (spec §5.3); the rest is the gateway's.
+pub fn from_kube_as(e: &kube::Error, what: &str, flavor: Flavor) -> ApiError {
     match e {
         kube::Error::Api(status) => {
             let msg = status.message.clone();
@@ -123,10 +144,11 @@ pub fn from_kube(e: &kube::Error, what: &str) -> ApiError {
                         "jobs_gateway_refusals_total",
                         vec![("reason", "kube_quota".into())],
                     );
-                    ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!("Out of quota for this kind of job ({msg}). Please see {QUOTA_HELP} for details."),
-                )
+                    let message = match flavor {
+                        Flavor::Legacy => format!("Out of quota for this kind of job ({msg}). Please see {QUOTA_HELP} for details."),
+                        Flavor::V1 => format!("Out of quota for this kind of job. Please see {QUOTA_HELP} for details."),
+                    };
+                    ApiError::new(StatusCode::FORBIDDEN, message)
                 }
                 403 => ApiError::forbidden(format!("Kubernetes refused to {what}: {msg}")),
                 401 => ApiError::forbidden(format!(
@@ -135,7 +157,12 @@ pub fn from_kube(e: &kube::Error, what: &str) -> ApiError {
                 404 => ApiError::not_found(msg),
                 409 => ApiError::new(
                     StatusCode::CONFLICT,
-                    "An object with the same name exists already",
+                    match flavor {
+                        Flavor::Legacy => "An object with the same name exists already",
+                        Flavor::V1 => {
+                            "A k8s object with the same name exists already in the runtime"
+                        }
+                    },
                 ),
                 422 | 400 => ApiError::bad_request(format!("Kubernetes rejected the job: {msg}")),
                 429 => ApiError::new(
@@ -156,5 +183,51 @@ pub fn from_kube(e: &kube::Error, what: &str) -> ApiError {
         _ => ApiError::unavailable(format!(
             "the Kubernetes API is unreachable, could not {what}; try again later"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        let status: kube::core::Status =
+            serde_json::from_value(json!({"code": code, "message": message}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_taken_name_is_worded_as_each_generation_s_server() {
+        let v1 = job_name_taken("once", Flavor::V1);
+        assert_eq!(v1.status, StatusCode::CONFLICT);
+        assert_eq!(v1.message, "A job with the name once already exists");
+        let legacy = job_name_taken("once", Flavor::Legacy);
+        assert_eq!(legacy.status, StatusCode::CONFLICT);
+        assert_eq!(legacy.message, "A job with the same name exists already");
+    }
+
+    #[test]
+    fn kubernetes_refusals_in_the_16x_wording() {
+        let quota = api_error(
+            403,
+            "jobs.batch \"blah\" is forbidden: exceeded quota: tool-blah, requested: count/jobs.batch=1, used: count/jobs.batch=15, limited: count/jobs.batch=15",
+        );
+        assert_eq!(
+            from_kube_as(&quota, "create the job", Flavor::V1).message,
+            "Out of quota for this kind of job. Please see https://w.wiki/6YLP for details."
+        );
+        let exists = api_error(409, "jobs.batch \"aa\" already exists");
+        let e = from_kube_as(&exists, "create the job", Flavor::V1);
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert_eq!(
+            e.message,
+            "A k8s object with the same name exists already in the runtime"
+        );
+        // release 13/14 keep the 2023 wording
+        assert_eq!(
+            from_kube_as(&exists, "create the job", Flavor::Legacy).message,
+            "An object with the same name exists already"
+        );
     }
 }

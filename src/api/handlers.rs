@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::{from_kube, ApiError};
+use super::error::{from_kube, job_name_taken, ApiError, Flavor};
 use super::guard::{LimitedBody, RequestContext};
 use super::AppState;
 use crate::jobs::labels::Component;
@@ -25,7 +25,7 @@ use crate::jobs::quantity::Quantity;
 use crate::jobs::quota::{self, GatewayJobUsage};
 use crate::jobs::request::{check_job_name, fields_from_body, Dialect, RunRequest};
 use crate::jobs::runtime::{Snapshot, ToolRuntime};
-use crate::jobs::schedule::parse_schedule;
+use crate::jobs::schedule::{parse_schedule, parse_schedule_v1};
 use crate::jobs::view::{self, JobView};
 
 pub async fn healthz() -> Json<&'static str> {
@@ -89,6 +89,38 @@ fn drop_later(snap: Snapshot) {
 pub fn not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("Job '{name}' does not exist"))
 }
+
+/// 404 of a log request when there is nothing to show (the 16.x server's words).
+pub fn no_logs_available(name: &str) -> ApiError {
+    ApiError::not_found(format!("Job '{name}' does not have any logs available"))
+}
+
+/// 400 for a run whose image is unknown. The 16.x server names the image and nothing else;
+/// release 13/14 replies also list the valid names.
+pub fn no_such_image(image: &str, valid: &str, dialect: Dialect) -> ApiError {
+    ApiError::bad_request(match dialect {
+        Dialect::V1 => format!("No such image '{image}'"),
+        Dialect::Legacy => format!("No such image '{image}'. Valid images: {valid}"),
+    })
+}
+
+/// PATCH info when a job was created (spec §1.3, PATCH messages).
+pub fn created_message(name: &str) -> String {
+    format!("Job {name} created in storage and runtime")
+}
+
+/// PATCH info when a job was replaced by its new definition.
+pub fn updated_message(name: &str) -> String {
+    format!("Job {name} was updated in storage and runtime")
+}
+
+/// PATCH info when the definition is what already runs.
+pub fn up_to_date_message(name: &str) -> String {
+    format!("Job {name} is already up to date")
+}
+
+/// PATCH info for a one-off job that exists already.
+pub const ONE_OFF_NOT_UPDATED: &str = "OneOffJobs can't be updated, delete and recreate it instead";
 
 pub async fn show_view(state: &AppState, caller: &Caller, name: &str) -> Result<JobView, ApiError> {
     if check_job_name(name).is_err() {
@@ -262,19 +294,18 @@ pub fn prepare(
     let fields = fields_from_body(content_type, body).map_err(ApiError::bad_request)?;
     let mut req = RunRequest::parse(&fields, dialect).map_err(ApiError::bad_request)?;
     let catalog = state.images();
-    let image = catalog.resolve(&req.image).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "No such image '{}'. Valid images: {}",
-            req.image,
-            catalog.valid_names()
-        ))
-    })?;
+    let image = catalog
+        .resolve(&req.image)
+        .ok_or_else(|| no_such_image(&req.image, &catalog.valid_names(), dialect))?;
     let tool = caller.tool.as_str();
+    let parse = match dialect {
+        Dialect::Legacy => parse_schedule,
+        Dialect::V1 => parse_schedule_v1,
+    };
     let schedule = match &req.schedule {
-        Some(text) => Some(
-            parse_schedule(text, &format!("tool-{tool} {}", req.name))
-                .map_err(ApiError::bad_request)?,
-        ),
+        Some(text) => {
+            Some(parse(text, &format!("tool-{tool} {}", req.name)).map_err(ApiError::bad_request)?)
+        }
         None => None,
     };
     let home = state.home_of(tool);
@@ -345,10 +376,11 @@ pub async fn create_job(
         .await
         .map_err(|e| from_kube(&e, "look up existing jobs"))?
     {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("A job with the name {} exists already", req.name),
-        ));
+        let flavor = match dialect {
+            Dialect::Legacy => Flavor::Legacy,
+            Dialect::V1 => Flavor::V1,
+        };
+        return Err(job_name_taken(&req.name, flavor));
     }
     let created = create_checked(state, caller, &rt, &req, &manifest).await?;
     Ok((req, created))
@@ -375,19 +407,18 @@ pub async fn upsert_job(
     match existing {
         None => {
             create_checked(state, caller, &rt, &req, &manifest).await?;
-            Ok((format!("Job {name} created"), true))
+            Ok((created_message(name), true))
         }
-        Some(e) if e.component == Component::Jobs && wanted == Component::Jobs => Ok((
-            "OneOffJobs can't be updated, delete and recreate it instead".into(),
-            false,
-        )),
+        Some(e) if e.component == Component::Jobs && wanted == Component::Jobs => {
+            Ok((ONE_OFF_NOT_UPDATED.into(), false))
+        }
         Some(e)
             if e.component == wanted
                 && e.spec_hash.as_deref()
                     == manifest["metadata"]["annotations"][crate::jobs::labels::SPEC_HASH]
                         .as_str() =>
         {
-            Ok((format!("Job {name} is already up to date"), false))
+            Ok((up_to_date_message(name), false))
         }
         Some(_) => {
             rt.delete(Some(name))
@@ -407,7 +438,7 @@ pub async fn upsert_job(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             create_checked(state, caller, &rt, &req, &manifest).await?;
-            Ok((format!("Job {name} was updated"), true))
+            Ok((updated_message(name), true))
         }
     }
 }
@@ -464,23 +495,46 @@ pub struct LogParams {
 /// How long a followed log stream stays open at most.
 const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
 
+/// The route a log request came by: the shape of its entries and the words of its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRoute {
+    /// Release 14 `jobs/N/logs` (and `logs/N`): entries without the container key.
+    Legacy,
+    /// 16.1 `/v1/tool/<tool>/jobs/N/logs`, worded as the 16.x jobs API (spec §1.3): the
+    /// lines are read first, then the name is held to the naming rules, and a job that isn't
+    /// there has no logs available.
+    JobsV1,
+    /// The 16.2 logs service (`/logs/v1/tool/<tool>/job/N/...`).
+    LogsService,
+}
+
 /// The log entries of a job's file logs, and a stream for `follow`.
 pub async fn log_response(
     state: &AppState,
     caller: &Caller,
     name: &str,
     params: &LogParams,
-    with_container: bool,
+    route: LogRoute,
 ) -> Result<Response, ApiError> {
-    if check_job_name(name).is_err() {
+    let with_container = route != LogRoute::Legacy;
+    let bad_name = check_job_name(name).err();
+    if route != LogRoute::JobsV1 && bad_name.is_some() {
         return Err(ApiError::bad_request(format!("Invalid job name '{name}'")));
     }
     let lines = logs::parse_lines(params.lines.as_deref()).map_err(ApiError::bad_request)?;
+    if let Some(rules) = bad_name {
+        return Err(ApiError::bad_request(rules));
+    }
     let follow = params
         .follow
         .as_deref()
         .is_some_and(|f| f.eq_ignore_ascii_case("true"));
-    let job = show_view(state, caller, name).await?;
+    let job = match show_view(state, caller, name).await {
+        Err(e) if route == LogRoute::JobsV1 && e.status == StatusCode::NOT_FOUND => {
+            return Err(no_logs_available(name))
+        }
+        shown => shown?,
+    };
     let files = log_files(state, caller, &job).await?;
     let mut out = String::new();
     let mut offsets = Vec::new();
@@ -634,10 +688,7 @@ pub async fn log_files(
             other => ApiError::from(other),
         })?;
     if resolved.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "Job '{}' does not have any logs available yet",
-            job.name
-        )));
+        return Err(no_logs_available(&job.name));
     }
     Ok(resolved)
 }
@@ -779,5 +830,43 @@ pub async fn legacy_logs(
     Path(name): Path<String>,
     Query(params): Query<LogParams>,
 ) -> Result<Response, ApiError> {
-    log_response(&state, &caller, &name, &params, false).await
+    log_response(&state, &caller, &name, &params, LogRoute::Legacy).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_of_the_16x_server() {
+        assert_eq!(not_found("x").message, "Job 'x' does not exist");
+        assert_eq!(not_found("x").status, StatusCode::NOT_FOUND);
+        let none = no_logs_available("x");
+        assert_eq!(
+            (none.status, none.message.as_str()),
+            (
+                StatusCode::NOT_FOUND,
+                "Job 'x' does not have any logs available"
+            )
+        );
+        let image = no_such_image("nosuch", "bookworm, python3.11", Dialect::V1);
+        assert_eq!(
+            (image.status, image.message.as_str()),
+            (StatusCode::BAD_REQUEST, "No such image 'nosuch'")
+        );
+        assert_eq!(
+            no_such_image("nosuch", "bookworm", Dialect::Legacy).message,
+            "No such image 'nosuch'. Valid images: bookworm"
+        );
+        assert_eq!(created_message("x"), "Job x created in storage and runtime");
+        assert_eq!(
+            updated_message("x"),
+            "Job x was updated in storage and runtime"
+        );
+        assert_eq!(up_to_date_message("x"), "Job x is already up to date");
+        assert_eq!(
+            ONE_OFF_NOT_UPDATED,
+            "OneOffJobs can't be updated, delete and recreate it instead"
+        );
+    }
 }

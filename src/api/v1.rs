@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::guard::{LimitedBody, RequestContext};
-use super::handlers::{self, LogParams};
+use super::handlers::{self, LogParams, LogRoute};
 use super::AppState;
 use crate::jobs::quota;
 use crate::jobs::request::Dialect;
@@ -182,7 +182,7 @@ pub async fn job_logs(
     Query(params): Query<LogParams>,
 ) -> Result<Response, ApiError> {
     same_tool(&caller, &tool)?;
-    handlers::log_response(&state, &caller, &name, &params, true).await
+    handlers::log_response(&state, &caller, &name, &params, LogRoute::JobsV1).await
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -231,7 +231,7 @@ pub async fn paged_logs(
             follow: None,
             lines: params.lines,
         },
-        true,
+        LogRoute::LogsService,
     )
     .await?;
     let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024 * 1024)
@@ -265,7 +265,7 @@ pub async fn stream_logs(
             follow: Some("true".into()),
             lines: params.lines,
         },
-        true,
+        LogRoute::LogsService,
     )
     .await
 }

@@ -216,7 +216,11 @@ impl RunRequest {
             Some(i) if !i.is_empty() => i,
             _ => required(fields, "image")?,
         };
-        let name = required(fields, "name")?;
+        let name = match (dialect, string_field(fields, "name")?) {
+            // the 16.x server holds an empty name to the naming rules ("Job name is required")
+            (Dialect::V1, Some(n)) => n,
+            _ => required(fields, "name")?,
+        };
         check_job_name(&name)?;
         let schedule = string_field(fields, "schedule")?.filter(|s| !s.is_empty());
         let mut continuous = bool_field(fields, "continuous")?;
@@ -461,6 +465,35 @@ mod tests {
                 Ok(r) => panic!("{body} was accepted: {r:?}"),
                 Err(e) => assert!(e.contains(want), "{body}: {e:?} lacks {want:?}"),
             }
+        }
+        let v1 = |body: &str| {
+            let f = fields_from_body(Some("application/json"), body.as_bytes())?;
+            RunRequest::parse(&f, Dialect::V1)
+        };
+        // the 16.x server's words (spec §1.3, §3.3, §6)
+        for (body, want) in [
+            (
+                r#"{"cmd":"x","imagename":"b","name":""}"#,
+                "Job name is required. See the documentation for the naming rules: https://w.wiki/6YL8",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"Bad_Name"}"#,
+                "Invalid job name. See the documentation for the naming rules: https://w.wiki/6YL8",
+            ),
+            (
+                &format!(r#"{{"cmd":"x","imagename":"b","name":"{}"}}"#, "a".repeat(53)),
+                "Invalid job name, it can't be longer than 52 characters. See the documentation for the naming rules: https://w.wiki/6YL8",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","job_type":"continuous","health_check":{"type":"http","path":"/healthz"}}"#,
+                "Port must be set for HTTP health checks",
+            ),
+            (
+                r#"{"cmd":"x","imagename":"b","name":"a","mount":"none"}"#,
+                "File logging is only available with --mount=all",
+            ),
+        ] {
+            assert_eq!(v1(body).err().as_deref(), Some(want), "{body}");
         }
         let long = "a".repeat(53);
         assert!(check_job_name(&long).is_err());

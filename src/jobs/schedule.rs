@@ -74,6 +74,13 @@ pub fn parse_schedule(text: &str, seed: &str) -> Result<Schedule, String> {
         .map_err(|msg| format!("Unable to parse cron expression '{text}' ({msg})"))
 }
 
+/// [`parse_schedule`] with the 16.x server's wording of a failure, which prefixes the parser's
+/// message with `Unable to parse cron expression "<text>": ` (spec §3.5).
+pub fn parse_schedule_v1(text: &str, seed: &str) -> Result<Schedule, String> {
+    parse_inner(text, seed)
+        .map_err(|msg| format!("Unable to parse cron expression \"{text}\": {msg}"))
+}
+
 fn parse_inner(text: &str, seed: &str) -> Result<Schedule, String> {
     if text.starts_with('@') {
         let expansion = macro_expansion(text).ok_or_else(|| {
@@ -536,6 +543,24 @@ mod tests {
             assert_eq!(schedule.actual, actual, "{text}");
             assert_eq!(schedule.original, text);
         }
+    }
+
+    #[test]
+    fn the_16x_wording_of_a_bad_schedule() {
+        let v1 = |text: &str| parse_schedule_v1(text, "seed").err().unwrap_or_default();
+        assert_eq!(
+            v1("wrong"),
+            "Unable to parse cron expression \"wrong\": Expected to find 5 space-separated values, found 1"
+        );
+        assert_eq!(
+            v1("@reboot"),
+            "Unable to parse cron expression \"@reboot\": Invalid at-macro '@reboot', supported macros are: @hourly, @daily, @weekly, @monthly, @yearly"
+        );
+        assert_eq!(
+            v1("*/0 * * * *"),
+            "Unable to parse cron expression \"*/0 * * * *\": Invalid step value in '*/0'"
+        );
+        assert!(parse_schedule_v1("@daily", "seed").is_ok());
     }
 
     #[test]
