@@ -76,6 +76,8 @@ pub async fn show(
     ))
 }
 
+/// 201 with the job. Like the 16.x server, no info message: the CLI prints every info line,
+/// and a `run` from cron must print nothing (spec §1.3, tjf-cli-newest §4).
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -92,7 +94,7 @@ pub async fn create(
         StatusCode::CREATED,
         Json(json!({
             "job": view::v1_json(&v, true),
-            "messages": messages(&[format!("Job {} created", req.name)]),
+            "messages": messages(&[]),
         })),
     ))
 }
@@ -112,6 +114,7 @@ pub async fn upsert(
     ))
 }
 
+/// Empty `messages`, as the 16.x server (a flush from cron prints nothing).
 pub async fn flush(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -119,11 +122,10 @@ pub async fn flush(
 ) -> Result<Json<Value>, ApiError> {
     same_tool(&caller, &tool)?;
     handlers::flush_jobs(&state, &caller).await?;
-    Ok(Json(
-        json!({"messages": messages(&["All jobs deleted".into()])}),
-    ))
+    Ok(Json(json!({"messages": messages(&[])})))
 }
 
+/// Empty `messages`, as the 16.x server (a delete from cron prints nothing).
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -132,9 +134,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     same_tool(&caller, &tool)?;
     handlers::delete_job(&state, &caller, &ctx, &name).await?;
-    Ok(Json(
-        json!({"messages": messages(&[format!("Job {name} deleted")])}),
-    ))
+    Ok(Json(json!({"messages": messages(&[])})))
 }
 
 pub async fn restart(
