@@ -325,8 +325,8 @@ async fn release16_cli_full_scenario() {
     s.resource_quota().await;
     let cli = s.cli("r16");
 
-    // run, delete and flush print nothing on success, as against the real server (whose
-    // replies carry empty messages): run from cron, any output would be mailed
+    // run, delete, restart and flush print nothing on success, as against the real server
+    // (whose replies carry empty messages): run from cron, any output would be mailed
     let silent = |out: CliOutput| assert_eq!(out.stdout, "", "{out}");
     silent(cli.ok(&["flush"]));
     let images = cli.ok(&["images"]);
@@ -409,8 +409,8 @@ async fn release16_cli_full_scenario() {
         "{missing}"
     );
 
-    cli.ok(&["restart", "nightly"]);
-    cli.ok(&["restart", "daemon"]);
+    silent(cli.ok(&["restart", "nightly"]));
+    silent(cli.ok(&["restart", "daemon"]));
     let oneoff = cli.run(&["restart", "once"]);
     assert_eq!(oneoff.code, 1, "restarting a one-off job: {oneoff}");
     assert!(
@@ -988,8 +988,14 @@ async fn v1_error_texts_are_the_real_server_s() {
         "{body}"
     );
 
-    // run, delete and flush: empty messages, as the real server's
+    // run, delete, restart and flush: empty messages, as the real server's
     let empty = json!({"info": [], "warning": [], "error": []});
+    let (status, body) = call_patiently(client.post(url("jobs/nightly/restart"))).await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"messages": empty})),
+        "{body}"
+    );
     let (status, body) = call_patiently(post(job("second"))).await;
     assert_eq!((status, &body["messages"]), (201, &empty), "{body}");
     let (status, body) = call_patiently(client.delete(url("jobs/second"))).await;
