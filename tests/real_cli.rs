@@ -784,6 +784,113 @@ async fn one_server_serves_every_generation() {
     assert_eq!(status, 200);
 }
 
+/// The `Resources:` row of a `show` table (both CLIs print `| Resources: | <value> |`).
+fn resources_row(show: &CliOutput) -> String {
+    show.stdout
+        .lines()
+        .find(|l| l.contains("Resources:"))
+        .map(|l| {
+            l.split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .nth(1)
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_else(|| panic!("no Resources row: {show}"))
+}
+
+/// `memory` and `cpu` in release 13/14 replies: present when the job has a limit that differs
+/// from the 2023 server's defaults (`512Mi`, `500m`, compared with what the apiserver
+/// returns), absent otherwise (spec §1.2.2), so the CLIs show the values or `default`; 16.x
+/// always gets both, normalised.
+#[tokio::test(flavor = "multi_thread")]
+async fn resources_are_reported_as_each_generation_s_server_did() {
+    let s = Setup::new("cli-resources");
+    let r14 = s.cli("r14");
+    let r16 = s.cli("r16");
+    r14.ok(&["flush"]);
+    let run = |cli: &RealCli, name: &str, kind: &[&str], mem: &str, cpu: &str| {
+        let mut args = vec!["run", name, "--command", "./work.sh", "--image", "bookworm"];
+        args.extend_from_slice(kind);
+        if !mem.is_empty() {
+            args.extend_from_slice(&["--mem", mem]);
+        }
+        if !cpu.is_empty() {
+            args.extend_from_slice(&["--cpu", cpu]);
+        }
+        cli.ok(&args);
+    };
+    run(&r14, "small", &[], "256Mi", "250m");
+    run(&r14, "nightly", &["--schedule", "@daily"], "2Gi", "750m");
+    run(&r14, "daemon", &["--continuous"], "3Gi", "");
+    run(&r16, "cpu-only", &[], "", "1");
+    // the platform defaults, given explicitly: the apiserver stores cpu 0.5 as 500m, and the
+    // 2023 server compared that text with its defaults
+    run(&r14, "as-default", &[], "512Mi", "0.5");
+    run(&r14, "plain", &[], "", "");
+
+    // (job, release 14 Resources row, 16.2.3 Resources row)
+    let want = [
+        ("small", "mem: 256Mi, cpu: 250m", "mem: 0.25Gi, cpu: 0.25"),
+        ("nightly", "mem: 2Gi, cpu: 750m", "mem: 2.0Gi, cpu: 0.75"),
+        (
+            "daemon",
+            "mem: 3Gi, cpu: default",
+            "mem: 3.0Gi, cpu: default",
+        ),
+        ("cpu-only", "mem: default, cpu: 1", "mem: default, cpu: 1.0"),
+        ("as-default", "default", "mem: default, cpu: 0.5"),
+        ("plain", "default", "default"),
+    ];
+    for (job, old, new) in want {
+        let shown = r14.ok(&["show", job]);
+        assert_eq!(resources_row(&shown), old, "release 14 show {job}: {shown}");
+        let shown = r16.ok(&["show", job]);
+        assert_eq!(resources_row(&shown), new, "16.2.3 show {job}: {shown}");
+    }
+    let long = r14.ok(&["list", "-o", "long"]);
+    assert!(long.stdout.contains("mem: 256Mi, cpu: 250m"), "{long}");
+
+    // release 13 (not on PyPI) reads the same keys from list/ and show/N
+    let client = s.client();
+    let b = |p: &str| s.gw.direct_url(&format!("/jobs/api/v1/{p}"));
+    let (status, list) = call(client.get(b("list/"))).await;
+    assert_eq!(status, 200, "{list}");
+    let listed = |job: &str| {
+        list.as_array()
+            .and_then(|a| a.iter().find(|j| j["name"] == job))
+            .cloned()
+            .unwrap_or_else(|| panic!("{job} not listed: {list}"))
+    };
+    let resources = |j: &Value| (j.get("memory").cloned(), j.get("cpu").cloned());
+    for (job, memory, cpu) in [
+        ("small", Some("256Mi"), Some("250m")),
+        ("nightly", Some("2Gi"), Some("750m")),
+        ("daemon", Some("3Gi"), None),
+        ("cpu-only", None, Some("1")),
+        ("as-default", None, None),
+        ("plain", None, None),
+    ] {
+        let expected = (memory.map(|m| json!(m)), cpu.map(|c| json!(c)));
+        assert_eq!(resources(&listed(job)), expected, "list/ {job}");
+        let (status, shown) = call(client.get(b(&format!("show/{job}")))).await;
+        assert_eq!(status, 200, "{shown}");
+        assert_eq!(resources(&shown), expected, "show/{job}");
+    }
+    // the keys come last, after retry/schedule/continuous, as the 2023 server emitted them
+    let keys: Vec<String> = listed("nightly")
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys[keys.len() - 4..],
+        ["schedule", "schedule_actual", "memory", "cpu"],
+        "{keys:?}"
+    );
+    r14.ok(&["flush"]);
+}
+
 /// Asserts a 16.x error reply: the status and the text, in `error` and in `messages.error`.
 fn v1_error(reply: &(u16, Value), status: u16, text: &str, what: &str) {
     let (got, body) = reply;
