@@ -69,6 +69,8 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// Then: how long requests in flight may take to finish before the process exits.
     pub shutdown_grace: Duration,
+    /// Followed log streams one tool may have open at once; more get 429.
+    pub max_log_follows: usize,
     /// Optional YAML file with the image list.
     pub images_file: Option<PathBuf>,
     pub log_json: bool,
@@ -198,6 +200,7 @@ impl Config {
                 20_000u64,
             )?),
             images_file: var("JOBS_GATEWAY_IMAGES_FILE").map(PathBuf::from),
+            max_log_follows: number("JOBS_GATEWAY_MAX_LOG_FOLLOWS", 5usize)?,
             log_json,
             rate: (
                 number("JOBS_GATEWAY_RATE_PER_SEC", 10u32)?,

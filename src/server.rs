@@ -274,6 +274,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
     Ok(AppState {
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+        follows: crate::api::podlogs::FollowSlots::new(config.max_log_follows),
         rate_limits,
         quotas: Arc::new(quotas),
         load,

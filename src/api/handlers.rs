@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::{from_kube, job_name_taken, ApiError, Flavor};
 use super::guard::{LimitedBody, RequestContext};
-use super::AppState;
+use super::{podlogs, AppState};
 use crate::jobs::labels::Component;
 use crate::jobs::logs;
 use crate::jobs::objects::{self, BuildContext};
@@ -490,6 +490,94 @@ pub struct QuotaParts {
 pub struct LogParams {
     pub follow: Option<String>,
     pub lines: Option<String>,
+    /// The 16.2 logs service's `since`/`until` (ISO 8601 time or a duration before now).
+    #[serde(skip)]
+    pub since: Option<String>,
+    #[serde(skip)]
+    pub until: Option<String>,
+}
+
+impl LogParams {
+    /// `since`/`until` select by the time of each line; file logs have none, so they are
+    /// refused rather than silently ignored.
+    fn refuse_time_window(&self) -> Result<(), ApiError> {
+        let given: Vec<&str> = [
+            ("since (--since)", &self.since),
+            ("until (--until)", &self.until),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k)
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::bad_request(format!(
+            "{} cannot be applied: this job's logs are files whose lines carry no time; use --last N (the last N lines) instead",
+            given.join(" and ")
+        )))
+    }
+}
+
+/// The logs service reads the last hour when no `since` is given, as the real one does.
+const LOGS_SERVICE_SINCE: &str = "1h";
+
+/// A job without file logging: its containers' logs, from every pod of the job.
+async fn container_log_response(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    params: &LogParams,
+    lines: usize,
+    follow: bool,
+    route: LogRoute,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let since_text = match (&params.since, route) {
+        (Some(s), _) => Some(s.as_str()),
+        (None, LogRoute::LogsService) => Some(LOGS_SERVICE_SINCE),
+        (None, _) => None,
+    };
+    let since = since_text
+        .map(|s| crate::jobs::podlogs::parse_time_bound("since", s, now))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let until = params
+        .until
+        .as_deref()
+        .map(|s| crate::jobs::podlogs::parse_time_bound("until", s, now))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let with_container = route != LogRoute::Legacy;
+    let slot = if follow {
+        Some(state.follows.acquire(caller.tool.as_str())?)
+    } else {
+        None
+    };
+    let rt = runtime(state, caller).await?;
+    let read = podlogs::read(&rt, name, lines, since, until).await?;
+    match slot {
+        None => {
+            if read.is_empty() {
+                return Err(no_logs_available(name));
+            }
+            let mut out = String::new();
+            for l in &read {
+                out.push_str(&podlogs::ndjson_line(l, with_container));
+            }
+            Ok(ndjson(Body::from(out)))
+        }
+        Some(slot) => Ok(ndjson(podlogs::follow(
+            rt,
+            name.to_string(),
+            read,
+            since,
+            until,
+            with_container,
+            state.stopping.subscribe(),
+            slot,
+        ))),
+    }
 }
 
 /// How long a followed log stream stays open at most.
@@ -534,6 +622,15 @@ pub async fn log_response(
             return Err(no_logs_available(name))
         }
         shown => shown?,
+    };
+    if !job.filelog {
+        return container_log_response(state, caller, name, params, lines, follow, route).await;
+    }
+    params.refuse_time_window()?;
+    let follow_slot = if follow {
+        Some(state.follows.acquire(caller.tool.as_str())?)
+    } else {
+        None
     };
     let files = log_files(state, caller, &job).await?;
     let mut out = String::new();
@@ -608,6 +705,11 @@ pub async fn log_response(
             }
         },
     );
+    // the follow slot is given back when the stream ends or the client goes away
+    let stream = futures::StreamExt::map(stream, move |chunk| {
+        let _held = &follow_slot;
+        chunk
+    });
     Ok(ndjson(Body::from_stream(stream)))
 }
 

@@ -5,6 +5,7 @@ pub mod error;
 pub mod guard;
 pub mod handlers;
 pub mod openapi;
+pub mod podlogs;
 pub mod v1;
 
 use std::sync::{Arc, RwLock};
@@ -33,6 +34,8 @@ pub struct AppState {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Becomes `true` when the listeners stop: open-ended replies (followed logs) end.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Followed log streams open per tool.
+    pub follows: podlogs::FollowSlots,
 }
 
 impl AppState {

@@ -191,28 +191,6 @@ pub struct PagedLogParams {
     until: Option<String>,
 }
 
-impl PagedLogParams {
-    /// `since`/`until` (the 16.2 CLI's `--since`/`--until`) select by the time of each line;
-    /// file logs have none, so they are refused rather than silently ignored.
-    fn refuse_time_window(&self) -> Result<(), ApiError> {
-        let given: Vec<&str> = [
-            ("since (--since)", &self.since),
-            ("until (--until)", &self.until),
-        ]
-        .into_iter()
-        .filter(|(_, v)| v.is_some())
-        .map(|(k, _)| k)
-        .collect();
-        if given.is_empty() {
-            return Ok(());
-        }
-        Err(ApiError::bad_request(format!(
-            "{} cannot be applied: this job's logs are files whose lines carry no time; use --last N (the last N lines) instead",
-            given.join(" and ")
-        )))
-    }
-}
-
 /// 16.2 logs service, without `-f`: one page, newest first, no further pages.
 pub async fn paged_logs(
     State(state): State<AppState>,
@@ -221,7 +199,6 @@ pub async fn paged_logs(
     Query(params): Query<PagedLogParams>,
 ) -> Result<Json<Value>, ApiError> {
     same_tool(&caller, &tool)?;
-    params.refuse_time_window()?;
     let resp = handlers::log_response(
         &state,
         &caller,
@@ -229,6 +206,8 @@ pub async fn paged_logs(
         &LogParams {
             follow: None,
             lines: params.lines,
+            since: params.since,
+            until: params.until,
         },
         LogRoute::LogsService,
     )
@@ -255,7 +234,6 @@ pub async fn stream_logs(
     Query(params): Query<PagedLogParams>,
 ) -> Result<Response, ApiError> {
     same_tool(&caller, &tool)?;
-    params.refuse_time_window()?;
     handlers::log_response(
         &state,
         &caller,
@@ -263,6 +241,8 @@ pub async fn stream_logs(
         &LogParams {
             follow: Some("true".into()),
             lines: params.lines,
+            since: params.since,
+            until: params.until,
         },
         LogRoute::LogsService,
     )

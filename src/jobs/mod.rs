@@ -5,6 +5,7 @@ pub mod images;
 pub mod labels;
 pub mod logs;
 pub mod objects;
+pub mod podlogs;
 pub mod quantity;
 pub mod quota;
 pub mod request;

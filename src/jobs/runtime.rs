@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, LimitRange, Pod, ReplicationController};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -39,6 +39,7 @@ pub struct Existing {
     pub spec_hash: Option<String>,
 }
 
+#[derive(Clone)]
 pub struct ToolRuntime {
     client: kube::Client,
     tool: String,
@@ -407,6 +408,31 @@ impl ToolRuntime {
         &self,
     ) -> Result<Vec<k8s_openapi::api::core::v1::ResourceQuota>, kube::Error> {
         self.list_of(ListParams::default()).await
+    }
+
+    /// Every pod of the job `name` (one-off: its Job's; scheduled: those of its Jobs;
+    /// continuous: the current replicas), by the labels the templates give them.
+    pub async fn job_pods(&self, name: &str) -> Result<Vec<Pod>, kube::Error> {
+        self.list_of::<Pod>(params(&self.sel(None, Some(name))))
+            .await
+    }
+
+    /// A container's log (`pods/log`), whole, as the kubelet serves it.
+    pub async fn pod_log(&self, pod: &str, lp: &LogParams) -> Result<String, kube::Error> {
+        crate::metrics::kube_call("get", "pods/log", self.api::<Pod>().logs(pod, lp)).await
+    }
+
+    /// A container's log as a stream of bytes (with `follow`, open until the container
+    /// stops or the connection is closed).
+    pub async fn pod_log_stream(
+        &self,
+        pod: &str,
+        lp: &LogParams,
+    ) -> Result<impl futures::AsyncBufRead + Unpin + Send + 'static, kube::Error> {
+        let stream =
+            crate::metrics::kube_call("get", "pods/log", self.api::<Pod>().log_stream(pod, lp))
+                .await?;
+        Ok(Box::pin(stream))
     }
 
     /// The namespace's LimitRanges (may be empty).
