@@ -17,7 +17,19 @@ use super::schedule;
 /// Seconds after a (re)start before unavailable replicas of a continuous job count as failed.
 const CONTINUOUS_FAILURE_GRACE_SECS: i64 = 600;
 
-const FAILS_TO_RUN: &str = "Specified command fails to run";
+pub const FAILS_TO_RUN: &str = "Specified command fails to run";
+/// What the 2023 server (release 13/14's) said for the same state: the 16.x server renamed it
+/// (spec §4.1, 701e051).
+pub const LEGACY_FAILS_TO_START: &str = "Fails to start";
+
+/// A continuous job's short status in the words of the release 13/14 server.
+pub fn legacy_status_short(short: &str) -> &str {
+    if short == FAILS_TO_RUN {
+        LEGACY_FAILS_TO_START
+    } else {
+        short
+    }
+}
 
 // === Shared helpers ===
 

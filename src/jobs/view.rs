@@ -434,7 +434,10 @@ pub fn legacy_json(v: &JobView, home: &str) -> Value {
         "filelog_stderr".into(),
         shown(&v.filelog_stderr, "err", given.map(|g| g.1)),
     );
-    m.insert("status_short".into(), json!(v.status_short));
+    m.insert(
+        "status_short".into(),
+        json!(status::legacy_status_short(&v.status_short)),
+    );
     m.insert("status_long".into(), json!(v.status_long));
     m.insert("emails".into(), json!(v.emails));
     m.insert("retry".into(), json!(v.retry));
@@ -641,6 +644,20 @@ mod tests {
         assert_eq!(
             (&v["filelog_stdout"], &v["filelog_stderr"]),
             (&json!("/data/project/t/cj.out"), &Value::Null)
+        );
+    }
+
+    #[test]
+    fn a_crashing_continuous_job_in_each_generation_s_words() {
+        let mut s = sample();
+        s.status_short = status::FAILS_TO_RUN.into();
+        assert_eq!(
+            legacy_json(&s, "/data/project/t")["status_short"],
+            "Fails to start"
+        );
+        assert_eq!(
+            v1_json(&s, true)["status_short"],
+            "Specified command fails to run"
         );
     }
 
