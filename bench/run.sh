@@ -41,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "starting the local cluster in $run_dir"
-bash "$top/tests/cluster/start.sh" "$run_dir"
+bash "$top/tests/cluster/start.sh" "$run_dir" --control-plane # reads only: no node needed
 # shellcheck disable=SC1091
 . "$run_dir/env"
 

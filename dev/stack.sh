@@ -31,27 +31,50 @@ alive() { # alive PIDFILE NAME
   [[ -n $pid && -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"
 }
 
+# demo TOOL CERT_DIR: one job through the ingress, run by the node; its output printed.
+demo() {
+  local tool=$1 h=$2 i out
+  local c=(curl -fsS --max-time 10 --cacert "$dir/pki/ca.crt" --cert "$h/client.crt" --key "$h/client.key")
+  local api=https://127.0.0.1:$ingress_port
+  say "[6/6] a demo job: tool $tool runs 'demo' on the node, through the ingress"
+  "${c[@]}" -X DELETE "$api/jobs/v1/tool/$tool/jobs/demo" >/dev/null 2>&1 || true
+  "${c[@]}" -H 'Content-Type: application/json' "$api/jobs/v1/tool/$tool/jobs/" \
+    -d '{"name":"demo","imagename":"bookworm","filelog":false,"cmd":"echo Hello from $(hostname), a pod on the local node; python3 --version"}' >/dev/null
+  for i in $(seq 1 120); do
+    out=$("${c[@]}" "$api/logs/v1/tool/$tool/job/demo/logs" 2>/dev/null |
+      python3 -c 'import json,sys; [print("   ", e["datetime"], e["pod"], e["message"]) for e in reversed(json.load(sys.stdin)["data"]["logs"])]' 2>/dev/null) || true
+    if [[ $(wc -l <<<"$out") -ge 2 ]]; then
+      say "the demo job's output, read back through the gateway:"
+      printf '%s\n' "$out"
+      return 0
+    fi
+    sleep 0.5
+  done
+  say "the demo job printed nothing within 60 s; see: . $dir/cluster/env && kubectl -n tool-$tool get pods"
+  return 1
+}
+
 up() {
   mkdir -p "$dir"
-  say "[1/5] local cluster: building once (about 5 minutes the first time, cached after)"
+  say "[1/6] local cluster: building once (about 5 minutes the first time, cached after)"
   bash "$top/tests/cluster/build.sh"
   bash "$top/tests/cluster/start.sh" "$dir/cluster"
   # shellcheck disable=SC1091
   . "$dir/cluster/env"
 
-  say "[2/5] certificates and tool homes under $dir/project"
+  say "[2/6] certificates and tool homes under $dir/project"
   bash "$top/certs-dev/mint.sh" all --out "$dir/pki" --ca-cert "$TJF_KUBE_CA" --ca-key "$TJF_KUBE_CA_KEY" \
     --tool-root "$dir/project" --tools "$tools" --kube-url "$TJF_KUBE_URL" --kube-ca "$TJF_KUBE_CA" >/dev/null
   for t in $tools; do
     bash "$top/tests/cluster/provision-tool.sh" "$dir/cluster" "$t" >/dev/null
   done
 
-  say "[3/5] building the gateway"
+  say "[3/6] building the gateway"
   (cd "$top" && cargo build --quiet --bin jobs-gateway)
   local target
   target=$(cd "$top" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
-  say "[4/5] gateway on 127.0.0.1:$direct_port (direct mTLS), :$ingress_listener_port (ingress), :$admin_port (admin)"
+  say "[4/6] gateway on 127.0.0.1:$direct_port (direct mTLS), :$ingress_listener_port (ingress), :$admin_port (admin)"
   if ! alive "$dir/gateway.pid" jobs-gateway; then
     JOBS_GATEWAY_DIRECT_ADDR=127.0.0.1:$direct_port \
     JOBS_GATEWAY_INGRESS_ADDR=127.0.0.1:$ingress_listener_port \
@@ -59,6 +82,7 @@ up() {
     JOBS_GATEWAY_TLS_CERT=$dir/pki/gateway.crt JOBS_GATEWAY_TLS_KEY=$dir/pki/gateway.key \
     JOBS_GATEWAY_CLIENT_CA=$TJF_KUBE_CA JOBS_GATEWAY_KUBE_URL=$TJF_KUBE_URL \
     JOBS_GATEWAY_KUBE_CA=$TJF_KUBE_CA JOBS_GATEWAY_HOME_ROOT=$dir/project \
+    JOBS_GATEWAY_IMAGES_FILE=$TJF_IMAGES_FILE JOBS_GATEWAY_HOME_MOUNT=hostpath \
     JOBS_GATEWAY_SHUTDOWN_DELAY_MS=0 JOBS_GATEWAY_SHUTDOWN_GRACE_MS=5000 \
       setsid "$target/debug/jobs-gateway" >"$dir/gateway.log" 2>&1 </dev/null &
     echo $! >"$dir/gateway.pid"
@@ -70,7 +94,7 @@ up() {
     sleep 0.1
   done
 
-  say "[5/5] nginx jobs ingress on 127.0.0.1:$ingress_port"
+  say "[5/6] nginx jobs ingress on 127.0.0.1:$ingress_port"
   if ! alive "$dir/ingress/nginx.pid" nginx; then
     CERTS_DIR=$dir/pki INGRESS_PORT=$ingress_port GATEWAY_UPSTREAM=https://127.0.0.1:$ingress_listener_port \
       bash "$top/ingress/nginx/start.sh" "$dir/ingress" >/dev/null
@@ -78,6 +102,7 @@ up() {
 
   local first=${tools%% *}
   local h=$dir/project/$first/.toolskube
+  demo "$first" "$h"
   cat <<TXT
 
 The stack is up. As tool '$first', through the nginx ingress:
@@ -119,7 +144,10 @@ down() {
     if alive "$dir/gateway.pid" jobs-gateway; then kill -KILL "$(cat "$dir/gateway.pid")" 2>/dev/null || true; fi
   fi
   rm -f "$dir/gateway.pid"
-  if [[ -d $dir/cluster ]]; then bash "$top/tests/cluster/stop.sh" "$dir/cluster" "${purge[@]}" >/dev/null 2>&1 || true; fi
+  if [[ -d $dir/cluster ]]; then
+    # its last line is leftovers.sh's: no container, mount, cgroup or bridge of the node is left
+    bash "$top/tests/cluster/stop.sh" "$dir/cluster" "${purge[@]}" 2>&1 | tail -n 1 || true
+  fi
   if ((${#purge[@]})); then
     say "stopped, etcd data deleted (remove $dir too for a fresh start)"
   else

@@ -202,33 +202,31 @@ async fn a_continuous_job_keeps_running_and_restart_gives_it_a_new_pod() {
     assert_eq!(running["job_type"], "continuous", "{running}");
     let old = t.legacy_show("svc").await;
     assert_eq!(old["status_short"], "Running", "{old}");
-    let before: Vec<String> = t
-        .pods("svc")
-        .await
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
+    // pods of an earlier run of this test may still be terminating: only live ones count
+    let live = |pods: Vec<Pod>| -> Vec<(String, bool)> {
+        pods.into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                (p.metadata.name.unwrap_or_default(), running)
+            })
+            .collect()
+    };
+    let before = live(t.pods("svc").await);
     assert_eq!(before.len(), 1, "{before:?}");
     let (status, body) = call(t.client.post(t.v1("jobs/svc/restart"))).await;
     assert_eq!(status, 200, "{body}");
-    // a new pod runs; the old one is gone
+    // a new pod runs; the old one is going or gone
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let pods = t.pods("svc").await;
-        let names: Vec<String> = pods
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        let new_running = pods.iter().any(|p| {
-            !before.contains(p.metadata.name.as_ref().unwrap_or(&String::new()))
-                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        });
-        if new_running && !names.iter().any(|n| before.contains(n)) {
+        let now = live(t.pods("svc").await);
+        let new_running = now.iter().any(|(n, running)| *running && *n != before[0].0);
+        if new_running && !now.iter().any(|(n, _)| *n == before[0].0) {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "no new pod after restart: {names:?}"
+            "no new pod after restart: {now:?} (before: {before:?})"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: builds (once, cached) and starts the genuine local Kubernetes
-# control plane, runs every test against it, then stops it.
+# The project's test command: builds (once, cached) and starts the genuine local one-node
+# Kubernetes cluster, runs every test against it (the integration tests' pods really run),
+# then stops it and checks that nothing of the node is left (leftovers.sh; exit 1 if so).
 #
 #   tests/run.sh [cargo test arguments...]
 #
@@ -12,7 +13,7 @@ top=$(cd -- "$here/.." && pwd)
 
 say() { printf '%s tests/run.sh: %s\n' "$(date '+%H:%M:%S')" "$*" >&2; }
 
-say "building the local cluster (about 5 minutes the first time, cached afterwards)"
+say "building the local cluster and its images (about 9 minutes the first time, cached afterwards)"
 bash "$here/cluster/build.sh"
 
 # Python tools the tests use (openapi-spec-validator), in a venv outside the checkout.
@@ -26,8 +27,16 @@ export TJF_PY_TOOLS=$py_tools/bin/python
 
 run_dir=${TJF_TEST_RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/jobs-gateway-test.XXXXXX")}
 cleanup() {
-  bash "$here/cluster/stop.sh" "$run_dir" --purge >/dev/null 2>&1 || true
-  if [[ -z ${TJF_TEST_RUN_DIR:-} ]]; then rm -rf -- "$run_dir"; fi
+  local rc=$? stopped=0
+  # stop.sh ends with leftovers.sh's verdict: containers, mounts, cgroups, bridge, pod logs
+  bash "$here/cluster/stop.sh" "$run_dir" --purge >"$run_dir.stop.log" 2>&1 || stopped=$?
+  tail -n 3 "$run_dir.stop.log" >&2
+  rm -f "$run_dir.stop.log"
+  if ((stopped == 0)) && [[ -z ${TJF_TEST_RUN_DIR:-} ]]; then rm -rf --one-file-system -- "$run_dir"; fi
+  if ((rc == 0 && stopped != 0)); then
+    say "the cluster did not stop cleanly (see above)"
+    exit 1
+  fi
 }
 trap cleanup EXIT
 

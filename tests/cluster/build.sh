@@ -9,7 +9,8 @@
 # Result: $TJF_CLUSTER_CACHE/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,
 # kubelet,etcd,containerd,containerd-shim-runc-v2,ctr,runc,registry,cni/,STAMP}
 # The first run takes about 9 minutes on 2 cores; later runs see a matching STAMP and
-# return at once. See README.md beside this file.
+# return at once. Then it runs image.sh (the node's images, cached the same way). See
+# README.md beside this file.
 #
 # Environment:
 #   TJF_CLUSTER_CACHE            cache directory (default /var/cache/tjf-cluster)
@@ -388,7 +389,8 @@ main() {
   fi
   if up_to_date; then
     log "up to date: $bin ($(sed -n 2p "$bin/STAMP"))"
-    exit 0
+    exec 8>&-
+    exec bash "$script_dir/image.sh"
   fi
 
   local t
@@ -415,6 +417,8 @@ main() {
   if [[ $keep_tree != 1 ]]; then
     log "removing the build tree ($(du -sh "$tree" | cut -f1))"
   fi
+  # the node's images (their own stamp; about 2 minutes the first time)
+  bash "$script_dir/image.sh"
 }
 
 main "$@"
