@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use tokio::sync::Semaphore;
 
+use crate::home::{HomeError, HomeFile, Problem, ToolHome};
 use crate::identity::{certificate_subject, ToolName};
 
 /// Largest credential file read; real ones are a few KiB.
@@ -571,16 +572,21 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         .collect()
 }
 
-fn io_err(tool: &ToolName, what: &Path, e: &std::io::Error) -> CredentialError {
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        return CredentialError::Invalid {
+/// A refused or failed read in the tool's home as a credential error; it names paths relative
+/// to the home only.
+fn home_err(tool: &ToolName, e: HomeError) -> CredentialError {
+    match e.problem {
+        Problem::Missing => CredentialError::Missing {
             tool: tool.to_string(),
-            reason: format!("{} is not readable", what.display()),
-        };
-    }
-    CredentialError::Io {
-        tool: tool.to_string(),
-        reason: format!("{}: {e}", what.display()),
+            looked_for: e
+                .path
+                .unwrap_or_else(|| "the tool's home directory".to_string()),
+        },
+        Problem::Io(_) | Problem::Unsupported => CredentialError::Io {
+            tool: tool.to_string(),
+            reason: e.to_string(),
+        },
+        _ => invalid(tool, e.to_string()),
     }
 }
 
@@ -591,133 +597,151 @@ fn invalid(tool: &ToolName, reason: impl Into<String>) -> CredentialError {
     }
 }
 
-/// The tool's home, resolved, after checking it is really `<root>/<tool>`.
-fn resolved_home(root: &Path, tool: &ToolName) -> Result<PathBuf, CredentialError> {
-    let home = root.join(tool.as_str());
-    let real_root = std::fs::canonicalize(root).map_err(|e| io_err(tool, root, &e))?;
-    let real_home = match std::fs::canonicalize(&home) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+const TOOLSKUBE_CERT: &str = ".toolskube/client.crt";
+const TOOLSKUBE_KEY: &str = ".toolskube/client.key";
+const KUBECONFIG: &str = ".kube/config";
+
+/// An opened credential file: its path relative to the home, and the checked handle.
+type Named = (PathBuf, HomeFile);
+
+/// The credential files of a tool, opened in its home (see [`crate::home`]) and checked, and
+/// the stamp of what was opened.
+struct Opened {
+    stamp: FileStamp,
+    pem: Pem,
+}
+
+enum Pem {
+    /// Certificate and key files, still to be read (from the handles that were stamped).
+    Files { cert: Box<Named>, key: Box<Named> },
+    /// Inline in `.kube/config` (already read).
+    Inline { cert_pem: Vec<u8>, key_pem: Vec<u8> },
+}
+
+fn stamp_of(files: &[&Named]) -> FileStamp {
+    FileStamp {
+        files: files
+            .iter()
+            .map(|(rel, f)| {
+                let m = &f.meta;
+                (rel.clone(), m.len(), m.mtime(), m.mtime_nsec(), m.ino())
+            })
+            .collect(),
+    }
+}
+
+/// Opens the tool's credential files: `.toolskube/client.crt` and `.key` first, else
+/// `.kube/config` and what it names. Every file is opened beneath the home, no link followed,
+/// and must be a regular file of the home's owner with one link.
+fn open_credentials(root: &Path, tool: &ToolName) -> Result<Opened, CredentialError> {
+    let home = ToolHome::open(root, tool.as_str()).map_err(|e| home_err(tool, e))?;
+    let open = |rel: &Path| -> Result<Named, CredentialError> {
+        let f = home.open_file(rel).map_err(|e| home_err(tool, e))?;
+        Ok((rel.to_path_buf(), f))
+    };
+    match home.open_file(Path::new(TOOLSKUBE_CERT)) {
+        Ok(cert) => {
+            let cert = (PathBuf::from(TOOLSKUBE_CERT), cert);
+            let key = open(Path::new(TOOLSKUBE_KEY))?;
+            return Ok(Opened {
+                stamp: stamp_of(&[&cert, &key]),
+                pem: Pem::Files {
+                    cert: Box::new(cert),
+                    key: Box::new(key),
+                },
+            });
+        }
+        // a key without its certificate: the certificate is what is missing
+        Err(e) if e.is_missing() => match home.open_file(Path::new(TOOLSKUBE_KEY)) {
+            Err(k) if k.is_missing() => {}
+            _ => return Err(home_err(tool, e)),
+        },
+        Err(e) => return Err(home_err(tool, e)),
+    }
+    let kubeconfig = match home.open_file(Path::new(KUBECONFIG)) {
+        Ok(f) => (PathBuf::from(KUBECONFIG), f),
+        Err(e) if e.is_missing() => {
             return Err(CredentialError::Missing {
                 tool: tool.to_string(),
-                looked_for: home.display().to_string(),
+                looked_for: format!("{TOOLSKUBE_CERT} and {KUBECONFIG} in the tool's home"),
             })
         }
-        Err(e) => return Err(io_err(tool, &home, &e)),
+        Err(e) => return Err(home_err(tool, e)),
     };
-    if real_home != real_root.join(tool.as_str()) {
-        return Err(invalid(tool, "the tool's home is a link to somewhere else"));
-    }
-    Ok(real_home)
-}
-
-/// Resolves `path` and requires it to stay inside `home`.
-fn inside_home(tool: &ToolName, home: &Path, path: &Path) -> Result<PathBuf, CredentialError> {
-    let real = std::fs::canonicalize(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            CredentialError::Missing {
-                tool: tool.to_string(),
-                looked_for: path.display().to_string(),
-            }
-        } else {
-            io_err(tool, path, &e)
+    let raw = read_limited(tool, &kubeconfig.0, &kubeconfig.1)?;
+    match kubeconfig_creds(tool, &raw)? {
+        KubeconfigCreds::Inline { cert_pem, key_pem } => Ok(Opened {
+            stamp: stamp_of(&[&kubeconfig]),
+            pem: Pem::Inline { cert_pem, key_pem },
+        }),
+        KubeconfigCreds::Paths { cert, key } => {
+            // relative to .kube/ as kubectl takes them, or absolute under the home's path
+            let named = |configured: &str, what: &str| -> Result<Named, CredentialError> {
+                let rel = if Path::new(configured).is_absolute() {
+                    home.relative(configured).ok_or_else(|| {
+                        invalid(
+                            tool,
+                            format!(
+                                "the {what} that {KUBECONFIG} names is outside the tool's home"
+                            ),
+                        )
+                    })?
+                } else {
+                    Path::new(".kube").join(configured)
+                };
+                open(&rel)
+            };
+            let cert = named(&cert, "client-certificate")?;
+            let key = named(&key, "client-key")?;
+            Ok(Opened {
+                stamp: stamp_of(&[&kubeconfig, &cert, &key]),
+                pem: Pem::Files {
+                    cert: Box::new(cert),
+                    key: Box::new(key),
+                },
+            })
         }
-    })?;
-    if !real.starts_with(home) {
-        return Err(invalid(
-            tool,
-            format!("{} leads outside the tool's home", path.display()),
-        ));
     }
-    Ok(real)
-}
-
-/// Where the certificate and key are: `.toolskube/` first, then what `.kube/config` names.
-enum Source {
-    Files { cert: PathBuf, key: PathBuf },
-    Kubeconfig { path: PathBuf },
-}
-
-fn locate(root: &Path, tool: &ToolName) -> Result<(PathBuf, Source), CredentialError> {
-    let home = resolved_home(root, tool)?;
-    let cert = home.join(".toolskube/client.crt");
-    let key = home.join(".toolskube/client.key");
-    if std::fs::symlink_metadata(&cert).is_ok() || std::fs::symlink_metadata(&key).is_ok() {
-        return Ok((home, Source::Files { cert, key }));
-    }
-    let kubeconfig = home.join(".kube/config");
-    if std::fs::symlink_metadata(&kubeconfig).is_ok() {
-        return Ok((home, Source::Kubeconfig { path: kubeconfig }));
-    }
-    Err(CredentialError::Missing {
-        tool: tool.to_string(),
-        looked_for: format!("{} and {}", cert.display(), kubeconfig.display()),
-    })
-}
-
-fn stamp_of(tool: &ToolName, paths: &[PathBuf]) -> Result<FileStamp, CredentialError> {
-    let mut files = Vec::with_capacity(paths.len());
-    for p in paths {
-        let m = std::fs::metadata(p).map_err(|e| io_err(tool, p, &e))?;
-        files.push((p.clone(), m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
-    }
-    Ok(FileStamp { files })
 }
 
 /// The stamp of the files the current client would be built from.
 fn stamp_files(root: &Path, tool: &ToolName) -> Result<FileStamp, CredentialError> {
-    let (home, source) = locate(root, tool)?;
-    match source {
-        Source::Files { cert, key } => {
-            let cert = inside_home(tool, &home, &cert)?;
-            let key = inside_home(tool, &home, &key)?;
-            stamp_of(tool, &[cert, key])
-        }
-        Source::Kubeconfig { path } => {
-            let path = inside_home(tool, &home, &path)?;
-            let mut paths = vec![path.clone()];
-            if let KubeconfigCreds::Paths { cert, key } = kubeconfig_creds(tool, &home, &path)? {
-                paths.push(cert);
-                paths.push(key);
-            }
-            stamp_of(tool, &paths)
-        }
-    }
+    Ok(open_credentials(root, tool)?.stamp)
 }
 
-fn read_limited(tool: &ToolName, path: &Path) -> Result<Vec<u8>, CredentialError> {
-    let file = std::fs::File::open(path).map_err(|e| io_err(tool, path, &e))?;
-    let meta = file.metadata().map_err(|e| io_err(tool, path, &e))?;
-    if !meta.is_file() {
-        return Err(invalid(
-            tool,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
+/// Reads an opened file, at most [`MAX_FILE_LEN`] bytes.
+fn read_limited(tool: &ToolName, rel: &Path, file: &HomeFile) -> Result<Vec<u8>, CredentialError> {
+    let failed = |e: std::io::Error| CredentialError::Io {
+        tool: tool.to_string(),
+        reason: format!("{}: {e}", rel.display()),
+    };
     let mut buf = Vec::new();
-    file.take(MAX_FILE_LEN + 1)
+    (&file.file)
+        .take(MAX_FILE_LEN + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| io_err(tool, path, &e))?;
+        .map_err(failed)?;
     if buf.len() as u64 > MAX_FILE_LEN {
-        return Err(invalid(tool, format!("{} is too large", path.display())));
+        return Err(invalid(tool, format!("{} is too large", rel.display())));
     }
     Ok(buf)
 }
 
 enum KubeconfigCreds {
-    Paths { cert: PathBuf, key: PathBuf },
-    Inline { cert_pem: Vec<u8>, key_pem: Vec<u8> },
+    /// As written in the kubeconfig.
+    Paths {
+        cert: String,
+        key: String,
+    },
+    Inline {
+        cert_pem: Vec<u8>,
+        key_pem: Vec<u8>,
+    },
 }
 
 /// Reads the user entry of the kubeconfig's current context.
-fn kubeconfig_creds(
-    tool: &ToolName,
-    home: &Path,
-    path: &Path,
-) -> Result<KubeconfigCreds, CredentialError> {
-    let raw = read_limited(tool, path)?;
-    let doc: serde_yaml::Value = serde_yaml::from_slice(&raw)
-        .map_err(|_| invalid(tool, ".kube/config is not valid YAML"))?;
+fn kubeconfig_creds(tool: &ToolName, raw: &[u8]) -> Result<KubeconfigCreds, CredentialError> {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_slice(raw).map_err(|_| invalid(tool, ".kube/config is not valid YAML"))?;
     let current = doc
         .get("current-context")
         .and_then(|v| v.as_str())
@@ -750,39 +774,23 @@ fn kubeconfig_creds(
             .map_err(|_| invalid(tool, "client-key-data is not base64"))?;
         return Ok(KubeconfigCreds::Inline { cert_pem, key_pem });
     }
-    let (Some(c), Some(k)) = (field("client-certificate"), field("client-key")) else {
+    let (Some(cert), Some(key)) = (field("client-certificate"), field("client-key")) else {
         return Err(invalid(
             tool,
             ".kube/config names no client certificate and key",
         ));
     };
-    let base = path.parent().unwrap_or(home);
-    let cert = inside_home(tool, home, &base.join(c))?;
-    let key = inside_home(tool, home, &base.join(k))?;
     Ok(KubeconfigCreds::Paths { cert, key })
 }
 
 fn load_material(root: &Path, tool: &ToolName, org: &str) -> Result<Material, CredentialError> {
-    let (home, source) = locate(root, tool)?;
-    let (stamp, cert_pem, key_pem) = match source {
-        Source::Files { cert, key } => {
-            let cert = inside_home(tool, &home, &cert)?;
-            let key = inside_home(tool, &home, &key)?;
-            let stamp = stamp_of(tool, &[cert.clone(), key.clone()])?;
-            (stamp, read_limited(tool, &cert)?, read_limited(tool, &key)?)
-        }
-        Source::Kubeconfig { path } => {
-            let path = inside_home(tool, &home, &path)?;
-            match kubeconfig_creds(tool, &home, &path)? {
-                KubeconfigCreds::Paths { cert, key } => {
-                    let stamp = stamp_of(tool, &[path, cert.clone(), key.clone()])?;
-                    (stamp, read_limited(tool, &cert)?, read_limited(tool, &key)?)
-                }
-                KubeconfigCreds::Inline { cert_pem, key_pem } => {
-                    (stamp_of(tool, &[path])?, cert_pem, key_pem)
-                }
-            }
-        }
+    let Opened { stamp, pem } = open_credentials(root, tool)?;
+    let (cert_pem, key_pem) = match pem {
+        Pem::Files { cert, key } => (
+            read_limited(tool, &cert.0, &cert.1)?,
+            read_limited(tool, &key.0, &key.1)?,
+        ),
+        Pem::Inline { cert_pem, key_pem } => (cert_pem, key_pem),
     };
     check_certificate(tool, org, &cert_pem)?;
     check_key(tool, &cert_pem, &key_pem)?;

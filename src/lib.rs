@@ -4,6 +4,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod home;
 pub mod identity;
 pub mod jobs;
 pub mod limits;

@@ -157,8 +157,8 @@ async fn a_hung_home_read_for_one_tool_does_not_delay_others() {
     let (status, _) = call(bob.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 200);
 
-    // alice's certificate becomes a FIFO: opening it blocks like a hung NFS read
-    let crt = hang_certificate(&pki, "hang-alice");
+    // alice's certificate hangs like a hung NFS read
+    let hung_home = hang_certificate(&pki, "hang-alice");
 
     let start = Instant::now();
     let hung = tokio::spawn({
@@ -191,7 +191,7 @@ async fn a_hung_home_read_for_one_tool_does_not_delay_others() {
         t.elapsed()
     );
     // unblock the stuck reader so the gateway can finish cleanly
-    let _ = std::fs::OpenOptions::new().write(true).open(&crt);
+    drop(hung_home);
 }
 
 #[tokio::test]
@@ -256,7 +256,7 @@ async fn a_request_given_up_during_a_hung_read_leaves_the_tool_failing_fast() {
     let carol = https(&cluster.ca, Some((&c, &k)));
     let (status, _) = call(carol.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 200);
-    let crt = hang_certificate(&pki, "hang-carol");
+    let hung_home = hang_certificate(&pki, "hang-carol");
 
     // the client gives up while the gateway's read of the certificate hangs
     let impatient = carol
@@ -275,7 +275,7 @@ async fn a_request_given_up_during_a_hung_read_leaves_the_tool_failing_fast() {
         "the next request took {:?}",
         t.elapsed()
     );
-    let _ = std::fs::OpenOptions::new().write(true).open(&crt);
+    drop(hung_home);
 }
 
 /// Reads from `tls` until the server closes the connection (or 10 s pass); what was read and

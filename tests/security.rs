@@ -321,7 +321,7 @@ async fn every_attempt_to_impersonate_or_abuse_is_refused() {
     // a directory in place of the file does (open succeeds, it is not a regular file) …
     std::fs::remove_file(tk("sec-h-dir").join("client.crt")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir(tk("sec-h-dir").join("client.crt")).unwrap_or_else(|e| panic!("{e}"));
-    // … and so does a dangling symlink
+    // … and a symlink (dangling or not) is never followed
     std::fs::remove_file(tk("sec-h-dangling").join("client.crt")).unwrap_or_else(|e| panic!("{e}"));
     std::os::unix::fs::symlink(
         tk("sec-h-dangling").join("gone.crt"),
@@ -899,7 +899,7 @@ async fn every_attempt_to_impersonate_or_abuse_is_refused() {
         ("sec-h-link", "outside the tool's home"),
         ("sec-h-homelink", "link to somewhere else"),
         ("sec-h-dir", "not a regular file"),
-        ("sec-h-dangling", "no Kubernetes credentials"),
+        ("sec-h-dangling", "symbolic link"),
         ("sec-h-badpem", "not valid PEM"),
         ("sec-h-nocert", "holds no certificate"),
         ("sec-h-notder", "could not be parsed"),

@@ -52,10 +52,11 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
         }
     });
 
-    // bob's request is in flight: his certificate read hangs (a FIFO) until the fs timeout
+    // bob's request is in flight: his certificate read hangs (as on a hung NFS server) until
+    // the fs timeout
     let (status, _) = call(bob.get(gw.direct_url("/api/v1/list/"))).await;
     assert_eq!(status, 200);
-    let crt = hang_certificate(&pki, "stop-bob");
+    let hung_home = hang_certificate(&pki, "stop-bob");
     let in_flight = tokio::spawn({
         let url = gw.direct_url("/api/v1/list/");
         async move { (try_call(bob.get(url)).await, Instant::now()) }
@@ -124,8 +125,7 @@ async fn sigterm_turns_traffic_away_then_finishes_what_is_in_flight_and_exits() 
 
     // and then the process exits by itself, successfully, well within the grace time
     let exit = gw.wait_exit(Duration::from_secs(10));
-    // (opening the FIFO to release a reader would block now that there is none)
-    let _ = std::fs::remove_file(&crt);
+    drop(hung_home);
     let log = gw.log_text();
     assert!(
         exit.is_some_and(|s| s.success()),

@@ -62,13 +62,78 @@ pub async fn metrics_text(gw: &Gateway) -> String {
         .unwrap_or_default()
 }
 
-/// Replaces the tool's certificate in its home by a FIFO: opening it blocks, like a read of
-/// a hung NFS server, until something opens the FIFO for writing. Returns its path.
-pub fn hang_certificate(pki: &Pki, tool: &str) -> PathBuf {
+/// Makes reads of the tool's certificate hang like reads on a hung NFS server, until the
+/// returned guard is dropped. The tool's `.toolskube` becomes the mount point of a FUSE file
+/// system whose server never answers: opening anything in it waits (the gateway opens FIFOs
+/// without waiting and refuses them, so a FIFO no longer stands in for a hung server).
+pub fn hang_certificate(pki: &Pki, tool: &str) -> HungDir {
     let (crt, _) = pki.tool_cert(tool);
-    std::fs::remove_file(&crt).unwrap_or_else(|e| panic!("{e}"));
-    run_ok(Command::new("mkfifo").arg(&crt));
-    crt
+    let dir = crt
+        .parent()
+        .unwrap_or_else(|| panic!("{}", crt.display()))
+        .to_path_buf();
+    HungDir::mount(&dir)
+}
+
+/// A directory covered by a FUSE mount that never answers (see [`hang_certificate`]).
+/// Dropping it aborts the connection (the waiting opens fail) and unmounts it.
+pub struct HungDir {
+    dir: PathBuf,
+    fuse: Option<std::os::fd::OwnedFd>,
+}
+
+impl HungDir {
+    pub fn mount(dir: &Path) -> Self {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let fuse = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .unwrap_or_else(|e| panic!("/dev/fuse (the hung-home tests need FUSE): {e}"));
+        let fuse = std::os::fd::OwnedFd::from(fuse);
+        let target =
+            std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let options = std::ffi::CString::new(format!(
+            "fd={},rootmode=40000,user_id=0,group_id=0",
+            fuse.as_raw_fd()
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: NUL-terminated strings that outlive the call
+        let done = unsafe {
+            libc::mount(
+                c"jobs-gateway-test-hang".as_ptr(),
+                target.as_ptr(),
+                c"fuse".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            )
+        };
+        assert_eq!(
+            done,
+            0,
+            "mounting FUSE on {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+        // the INIT request is never answered: every request on the mount waits
+        Self {
+            dir: dir.to_path_buf(),
+            fuse: Some(fuse),
+        }
+    }
+}
+
+impl Drop for HungDir {
+    fn drop(&mut self) {
+        use std::os::unix::ffi::OsStrExt;
+        if let Ok(target) = std::ffi::CString::new(self.dir.as_os_str().as_bytes()) {
+            // SAFETY: a NUL-terminated string that outlives the call
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+        // closing the last descriptor aborts the connection: waiting requests end (ENOTCONN)
+        self.fuse = None;
+    }
 }
 
 /// Appends one line to a file, as a job writing its log does.
