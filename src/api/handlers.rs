@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{from_kube, job_name_taken, ApiError, Flavor};
+use super::filelogs::{self, log_files, read_tail};
 use super::guard::{LimitedBody, RequestContext};
 use super::{podlogs, AppState};
 use crate::jobs::labels::Component;
@@ -647,6 +648,7 @@ pub async fn log_response(
         return Ok(ndjson(Body::from(first)));
     }
     let store = state.credentials.clone();
+    let home_root = state.config.home_root.clone();
     let tool = caller.tool.clone();
     let job_name = name.to_string();
     let stopping = state.stopping.subscribe();
@@ -658,6 +660,7 @@ pub async fn log_response(
         ),
         move |(first, mut offsets, until)| {
             let store = store.clone();
+            let home_root = home_root.clone();
             let tool = tool.clone();
             let job_name = job_name.clone();
             let mut stopping = stopping.clone();
@@ -678,21 +681,8 @@ pub async fn log_response(
                     }
                     let mut chunk = String::new();
                     for (stream, path, offset) in offsets.iter_mut() {
-                        let p = path.clone();
-                        let from = *offset;
-                        let read = store
-                            .run_blocking(&tool, move || {
-                                logs::read_since(&p, from, 1 << 20).map_err(|e| {
-                                    crate::credentials::CredentialError::Io {
-                                        tool: String::new(),
-                                        reason: e.to_string(),
-                                    }
-                                })
-                            })
-                            .await;
-                        let Ok((new_lines, new_offset)) = read else {
-                            return None;
-                        };
+                        let (new_lines, new_offset) =
+                            filelogs::read_more(&store, &home_root, &tool, path, *offset).await?;
                         *offset = new_offset;
                         for e in logs::entries(&job_name, stream, new_lines, Utc::now()) {
                             chunk.push_str(&entry_line(&e, with_container));
@@ -730,92 +720,6 @@ fn ndjson(body: Body) -> Response {
         body,
     )
         .into_response()
-}
-
-/// (stream name, resolved path) of a job's log files, confined to the tool's home.
-pub async fn log_files(
-    state: &AppState,
-    caller: &Caller,
-    job: &JobView,
-) -> Result<Vec<(String, std::path::PathBuf)>, ApiError> {
-    if !job.filelog {
-        return Err(ApiError::not_found(format!(
-            "Job '{}' does not have file logs: its output went to the container log, which is not kept. Run it with file logging to keep its output.",
-            job.name
-        )));
-    }
-    let home = std::path::PathBuf::from(state.home_of(caller.tool.as_str()));
-    let out = job
-        .filelog_stdout
-        .clone()
-        .unwrap_or_else(|| format!("{}.out", job.name));
-    let err = job
-        .filelog_stderr
-        .clone()
-        .unwrap_or_else(|| format!("{}.err", job.name));
-    let resolved = state
-        .credentials
-        .run_blocking(&caller.tool, move || {
-            let real_home = std::fs::canonicalize(&home).map_err(|e| {
-                crate::credentials::CredentialError::Io {
-                    tool: String::new(),
-                    reason: e.to_string(),
-                }
-            })?;
-            let mut files = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            for (stream, configured) in [("stdout", out), ("stderr", err)] {
-                match logs::resolve_in_home(&real_home, &configured) {
-                    Ok(Some(p)) => {
-                        if seen.insert(p.clone()) {
-                            files.push((stream.to_string(), p));
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(reason) => {
-                        return Err(crate::credentials::CredentialError::Invalid {
-                            tool: String::new(),
-                            reason,
-                        })
-                    }
-                }
-            }
-            Ok(files)
-        })
-        .await
-        .map_err(|e| match e {
-            crate::credentials::CredentialError::Invalid { reason, .. } => {
-                ApiError::forbidden(reason)
-            }
-            other => ApiError::from(other),
-        })?;
-    if resolved.is_empty() {
-        return Err(no_logs_available(&job.name));
-    }
-    Ok(resolved)
-}
-
-async fn read_tail(
-    state: &AppState,
-    caller: &Caller,
-    path: std::path::PathBuf,
-    lines: usize,
-) -> Result<(Vec<String>, u64, chrono::DateTime<Utc>), ApiError> {
-    Ok(state
-        .credentials
-        .run_blocking(&caller.tool, move || {
-            let io = |e: std::io::Error| crate::credentials::CredentialError::Io {
-                tool: String::new(),
-                reason: e.to_string(),
-            };
-            let (tail, offset) = logs::tail(&path, lines).map_err(io)?;
-            let mtime = std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .map(chrono::DateTime::<Utc>::from)
-                .map_err(io)?;
-            Ok((tail, offset, mtime))
-        })
-        .await?)
 }
 
 // ---------------------------------------------------------------- release 13/14 routes

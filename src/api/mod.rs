@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod filelogs;
 pub mod guard;
 pub mod handlers;
 pub mod openapi;

@@ -1,16 +1,20 @@
 //! File logs: reading the end of a job's `filelog` files from the tool's home, and following
 //! them as they grow (spec §1.3 logs row; CLI NDJSON entries `{datetime,pod,container,message}`).
 //!
-//! Everything here is blocking `std::fs`; the caller runs it on a blocking pool with a
-//! timeout. Reads are bounded: [`tail`] reads backwards in chunks and never more than about
-//! `n` capped lines' worth of bytes, [`read_since`] at most `max_bytes` per call.
+//! Files are opened in the tool's home with [`crate::home`] (never by path with the gateway's
+//! own rights) and read from the checked handle. Everything here is blocking; the caller runs
+//! it on a blocking pool with a timeout. Reads are bounded: [`tail`] reads backwards in chunks
+//! and never more than about `n` capped lines' worth of bytes, [`read_since`] at most
+//! `max_bytes` per call.
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+
+use crate::home::{HomeError, HomeFile, ToolHome};
 
 /// Lines returned when the request does not say.
 pub const DEFAULT_LINES: usize = 500;
@@ -47,59 +51,33 @@ pub fn parse_lines(raw: Option<&str>) -> Result<usize, String> {
     }
 }
 
-/// Resolves a configured log path (absolute, or relative to the home) and requires that the
-/// resolved file (symlinks followed) stays inside `home_real`, which must already be
-/// canonical. A missing file is `Ok(None)`; a path escaping the home is `Err(message)`.
-///
-/// The check is done on the path; a tool that swaps a directory for a symlink between this
-/// call and the read could still redirect it, so the reader should run with the tool's
-/// privileges where possible.
-pub fn resolve_in_home(home_real: &Path, configured: &str) -> Result<Option<PathBuf>, String> {
+/// Where a configured log path (relative to the home, or absolute under the home's path) is
+/// in the tool's home, as a path relative to it; `Err(message)` when it cannot be there.
+/// `what` names the file in messages (`"stdout"`): an absolute path elsewhere is the server's
+/// or another tool's, never echoed.
+pub fn in_home(home: &ToolHome, what: &str, configured: &str) -> Result<PathBuf, String> {
     if configured.trim().is_empty() {
-        return Err("Log file path is empty".to_string());
+        return Err(format!("The {what} log file path is empty"));
     }
     if configured.contains('\0') {
-        return Err(format!("Invalid log file path {configured:?}"));
+        return Err(format!("The {what} log file path is not valid"));
     }
-    let candidate = Path::new(configured);
-    let full = if candidate.is_absolute() {
-        candidate.to_path_buf()
-    } else {
-        home_real.join(candidate)
-    };
-    let real = match std::fs::canonicalize(&full) {
-        Ok(real) => real,
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(format!("Unable to access log file {configured:?}: {e}")),
-    };
-    if real == home_real || !real.starts_with(home_real) {
-        return Err(format!(
-            "Log file {configured:?} does not resolve to a file inside the tool's home directory"
-        ));
-    }
-    Ok(Some(real))
+    home.relative(configured)
+        .ok_or_else(|| format!("The {what} log file is outside the tool's home directory"))
 }
 
-/// Opens a file for reading, refusing anything that is not a regular file (a FIFO would
-/// block the open, a directory or device makes no sense as a log).
-fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
-    let not_regular = || io::Error::new(ErrorKind::InvalidInput, "log path is not a regular file");
-    // Checked before opening, so that a FIFO never gets opened; again on the open handle.
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(not_regular());
+/// Opens a log file in the tool's home (see [`crate::home`]: beneath the home, no link
+/// followed, a regular file of the home's owner with one link). A missing file is `Ok(None)`.
+pub fn open(home: &ToolHome, rel: &Path) -> Result<Option<HomeFile>, HomeError> {
+    match home.open_file(rel) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.is_missing() => Ok(None),
+        Err(e) => Err(e),
     }
-    let file = File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(not_regular());
-    }
-    Ok((file, meta))
 }
 
 /// Reads `len` bytes at `offset`, fewer if the file ends first.
-fn read_at(file: &mut File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+fn read_at(mut file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     file.seek(SeekFrom::Start(offset))?;
     let mut buf = Vec::with_capacity(len);
     file.take(len as u64).read_to_end(&mut buf)?;
@@ -127,9 +105,9 @@ fn line_text(bytes: &[u8]) -> String {
 /// from. Reads backwards in chunks, at most about `n * MAX_LINE_BYTES` bytes; when lines are
 /// so long that this budget runs out first, the oldest line returned is the end of a line
 /// whose start was not reached, marked with a leading [`CUT_MARK`].
-pub fn tail(path: &Path, n: usize) -> io::Result<(Vec<String>, u64)> {
-    let (mut file, meta) = open_regular(path)?;
-    let len = meta.len();
+pub fn tail(log: &HomeFile, n: usize) -> io::Result<(Vec<String>, u64)> {
+    let file = &log.file;
+    let len = log.meta.len();
     if n == 0 || len == 0 {
         return Ok((Vec::new(), len));
     }
@@ -150,7 +128,7 @@ pub fn tail(path: &Path, n: usize) -> io::Result<(Vec<String>, u64)> {
         }
         let start = pos.saturating_sub(CHUNK as u64).max(floor);
         let want = (pos - start) as usize;
-        let chunk = read_at(&mut file, start, want)?;
+        let chunk = read_at(file, start, want)?;
         if chunk.len() != want {
             return Err(io::Error::new(
                 ErrorKind::UnexpectedEof,
@@ -197,7 +175,7 @@ pub fn tail(path: &Path, n: usize) -> io::Result<(Vec<String>, u64)> {
     }
     for (i, &(start, end)) in ranges.iter().rev().enumerate() {
         let want = ((end - start) as usize).min(MAX_LINE_BYTES + 1);
-        let bytes = read_at(&mut file, start, want)?;
+        let bytes = read_at(file, start, want)?;
         let mut text = line_text(&bytes);
         if (end - start) as usize > bytes.len() && !text.ends_with(CUT_MARK) {
             // The line is longer than what was read (file shrank): mark it anyway.
@@ -215,15 +193,15 @@ pub fn tail(path: &Path, n: usize) -> io::Result<(Vec<String>, u64)> {
 /// offset, which only moves past complete lines. A file shorter than `offset` was truncated
 /// or replaced: reading restarts from 0. A line longer than `max_bytes` cannot complete in
 /// one read; it is then returned in `max_bytes` pieces (each cut) so following never stalls.
-pub fn read_since(path: &Path, offset: u64, max_bytes: u64) -> io::Result<(Vec<String>, u64)> {
-    let (mut file, meta) = open_regular(path)?;
-    let len = meta.len();
+pub fn read_since(log: &HomeFile, offset: u64, max_bytes: u64) -> io::Result<(Vec<String>, u64)> {
+    let file = &log.file;
+    let len = log.meta.len();
     let offset = if len < offset { 0 } else { offset };
     let want = (len - offset).min(max_bytes).min(MAX_READ_SINCE);
     if want == 0 {
         return Ok((Vec::new(), offset));
     }
-    let buf = read_at(&mut file, offset, want as usize)?;
+    let buf = read_at(file, offset, want as usize)?;
     let complete = match buf.iter().rposition(|&b| b == b'\n') {
         Some(i) => &buf[..=i],
         None if buf.len() as u64 == want && want == max_bytes.min(MAX_READ_SINCE) => {
@@ -281,6 +259,21 @@ mod tests {
         p
     }
 
+    /// Opens a file of a temporary directory as a log file of a home (the directory).
+    fn opened(p: &Path) -> HomeFile {
+        let (Some(home), Some(name)) = (p.parent(), p.file_name()) else {
+            panic!("{}", p.display())
+        };
+        let (Some(root), Some(tool)) = (home.parent(), home.file_name().and_then(|t| t.to_str()))
+        else {
+            panic!("{}", p.display())
+        };
+        let home = ToolHome::open(root, tool).unwrap_or_else(|e| panic!("{e}"));
+        open(&home, Path::new(name))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("{} is missing", p.display()))
+    }
+
     fn append(p: &Path, content: &[u8]) {
         let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
         f.write_all(content).unwrap();
@@ -322,7 +315,7 @@ mod tests {
         }
         let p = write(dir.path(), "big.log", content.as_bytes());
         let t = Instant::now();
-        let (lines, len) = tail(&p, 5).unwrap();
+        let (lines, len) = tail(&opened(&p), 5).unwrap();
         assert!(t.elapsed().as_millis() < 500);
         assert_eq!(len, content.len() as u64);
         assert_eq!(
@@ -331,7 +324,7 @@ mod tests {
                 .map(|i| format!("line number {i}"))
                 .collect::<Vec<_>>()
         );
-        let (lines, _) = tail(&p, 5000).unwrap();
+        let (lines, _) = tail(&opened(&p), 5000).unwrap();
         assert_eq!(lines.len(), 5000);
         assert_eq!(lines[0], "line number 195000");
         assert_eq!(lines[4999], "line number 199999");
@@ -342,26 +335,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "a", b"one\ntwo\nthree");
         assert_eq!(
-            tail(&p, 2).unwrap(),
+            tail(&opened(&p), 2).unwrap(),
             (vec!["two".into(), "three".into()], 13)
         );
-        assert_eq!(tail(&p, 10).unwrap().0, vec!["one", "two", "three"]);
-        assert_eq!(tail(&p, 0).unwrap(), (vec![], 13));
+        assert_eq!(
+            tail(&opened(&p), 10).unwrap().0,
+            vec!["one", "two", "three"]
+        );
+        assert_eq!(tail(&opened(&p), 0).unwrap(), (vec![], 13));
 
         let p = write(dir.path(), "crlf", b"one\r\ntwo\r\n");
-        assert_eq!(tail(&p, 10).unwrap().0, vec!["one", "two"]);
+        assert_eq!(tail(&opened(&p), 10).unwrap().0, vec!["one", "two"]);
 
         let p = write(dir.path(), "empty", b"");
-        assert_eq!(tail(&p, 10).unwrap(), (vec![], 0));
+        assert_eq!(tail(&opened(&p), 10).unwrap(), (vec![], 0));
 
         let p = write(dir.path(), "nl", b"\n");
-        assert_eq!(tail(&p, 10).unwrap().0, vec![""]);
+        assert_eq!(tail(&opened(&p), 10).unwrap().0, vec![""]);
 
         let p = write(dir.path(), "blank", b"a\n\n\nb\n");
-        assert_eq!(tail(&p, 3).unwrap().0, vec!["", "", "b"]);
+        assert_eq!(tail(&opened(&p), 3).unwrap().0, vec!["", "", "b"]);
 
         let p = write(dir.path(), "utf8", b"caf\xc3\xa9\nbad \xff\n");
-        assert_eq!(tail(&p, 10).unwrap().0, vec!["café", "bad \u{fffd}"]);
+        assert_eq!(
+            tail(&opened(&p), 10).unwrap().0,
+            vec!["café", "bad \u{fffd}"]
+        );
     }
 
     #[test]
@@ -374,9 +373,9 @@ mod tests {
         let mut content = lines.join("\n");
         content.push('\n');
         let p = write(dir.path(), "f", content.as_bytes());
-        let (got, _) = tail(&p, 2500).unwrap();
+        let (got, _) = tail(&opened(&p), 2500).unwrap();
         assert_eq!(got, lines[500..].to_vec());
-        let (got, _) = tail(&p, 5000).unwrap();
+        let (got, _) = tail(&opened(&p), 5000).unwrap();
         assert_eq!(got, lines);
     }
 
@@ -386,7 +385,7 @@ mod tests {
         let long = "é".repeat(20_000); // 40 000 bytes
         let content = format!("first\n{long}\nlast\n");
         let p = write(dir.path(), "long", content.as_bytes());
-        let (got, _) = tail(&p, 3).unwrap();
+        let (got, _) = tail(&opened(&p), 3).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0], "first");
         assert!(got[1].ends_with(CUT_MARK));
@@ -401,96 +400,80 @@ mod tests {
         let mut content = vec![b'a'; 4 * 1024 * 1024];
         content.extend_from_slice(b"\nend\n");
         let p = write(dir.path(), "giant", &content);
-        let (got, _) = tail(&p, 2).unwrap();
+        let (got, _) = tail(&opened(&p), 2).unwrap();
         assert_eq!(got.len(), 2);
         assert!(got[0].starts_with(CUT_MARK));
         assert!(got[0].len() <= MAX_LINE_BYTES + 2 * CUT_MARK.len());
         assert_eq!(got[1], "end");
     }
 
-    #[test]
-    fn refuses_non_regular_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = tail(dir.path(), 10).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        let err = read_since(dir.path(), 0, 100).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        assert_eq!(
-            tail(&dir.path().join("missing"), 1).unwrap_err().kind(),
-            ErrorKind::NotFound
-        );
+    fn tool_home(dir: &Path) -> ToolHome {
+        let (Some(root), Some(tool)) = (dir.parent(), dir.file_name().and_then(|t| t.to_str()))
+        else {
+            panic!("{}", dir.display())
+        };
+        ToolHome::open(root, tool).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
-    fn resolve_relative_absolute_and_missing() {
+    fn opens_only_regular_files_in_the_home() {
         let dir = tempfile::tempdir().unwrap();
-        let home = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::create_dir(home.join("logs")).unwrap();
-        write(&home, "logs/job.out", b"x\n");
-        assert_eq!(
-            resolve_in_home(&home, "logs/job.out"),
-            Ok(Some(home.join("logs/job.out")))
-        );
-        let abs = home.join("logs/job.out");
-        assert_eq!(
-            resolve_in_home(&home, abs.to_str().unwrap()),
-            Ok(Some(abs.clone()))
-        );
-        assert_eq!(
-            resolve_in_home(&home, "logs/../logs/./job.out"),
-            Ok(Some(abs))
-        );
-        assert_eq!(resolve_in_home(&home, "nothing.out"), Ok(None));
-        assert_eq!(resolve_in_home(&home, "logs/job.out/x"), Ok(None));
-        assert!(resolve_in_home(&home, "").is_err());
-        assert!(resolve_in_home(&home, ".").is_err());
+        let home = tool_home(dir.path());
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        write(dir.path(), "logs/job.out", b"x\n");
+        let err = open(&home, Path::new("logs")).unwrap_err();
+        assert_eq!(err.problem, crate::home::Problem::NotRegular);
+        assert!(open(&home, Path::new("missing")).unwrap().is_none());
+        assert!(open(&home, Path::new("logs/job.out/x")).unwrap().is_none());
+        let f = open(&home, Path::new("logs/job.out")).unwrap().unwrap();
+        assert_eq!(tail(&f, 10).unwrap(), (vec!["x".to_string()], 2));
+        // a link is refused, even one to a file in the home
+        std::os::unix::fs::symlink("logs/job.out", dir.path().join("alias.out")).unwrap();
+        let err = open(&home, Path::new("alias.out")).unwrap_err();
+        assert_eq!(err.problem, crate::home::Problem::Link);
     }
 
     #[test]
-    fn resolve_refuses_escapes() {
-        let outside = tempfile::tempdir().unwrap();
-        let secret = write(outside.path(), "secret", b"top secret\n");
+    fn configured_paths_in_the_home() {
         let dir = tempfile::tempdir().unwrap();
-        let home = std::fs::canonicalize(dir.path()).unwrap();
-        std::os::unix::fs::symlink(&secret, home.join("job.out")).unwrap();
-        std::os::unix::fs::symlink(outside.path(), home.join("linkdir")).unwrap();
-        assert!(resolve_in_home(&home, "job.out").is_err());
-        assert!(resolve_in_home(&home, "linkdir/secret").is_err());
-        assert!(resolve_in_home(&home, secret.to_str().unwrap()).is_err());
-        let rel = format!(
-            "../{}/secret",
-            outside.path().file_name().unwrap().to_str().unwrap()
-        );
-        // Only escapes when both temp dirs share a parent; either way it must not resolve.
-        assert!(!matches!(resolve_in_home(&home, &rel), Ok(Some(_))));
-        // A symlink staying inside the home is fine.
-        write(&home, "real.out", b"ok\n");
-        std::os::unix::fs::symlink(home.join("real.out"), home.join("alias.out")).unwrap();
+        let home = tool_home(dir.path());
         assert_eq!(
-            resolve_in_home(&home, "alias.out"),
-            Ok(Some(home.join("real.out")))
+            in_home(&home, "stdout", "logs/job.out"),
+            Ok(PathBuf::from("logs/job.out"))
         );
-        // A sibling directory sharing the home's name prefix is outside.
-        let sibling = PathBuf::from(format!("{}-other", home.display()));
-        assert!(!sibling.starts_with(&home));
+        let abs = dir.path().join("logs/job.out");
+        assert_eq!(
+            in_home(&home, "stdout", &abs.display().to_string()),
+            Ok(PathBuf::from("logs/job.out"))
+        );
+        assert!(in_home(&home, "stdout", "").is_err());
+        assert!(in_home(&home, "stdout", "a\0b").is_err());
+        let outside = in_home(&home, "stderr", "/etc/passwd").unwrap_err();
+        assert_eq!(
+            outside,
+            "The stderr log file is outside the tool's home directory"
+        );
+        // a sibling directory sharing the home's name as a prefix is outside
+        let sibling = format!("{}-other/x.out", dir.path().display());
+        assert!(in_home(&home, "stdout", &sibling).is_err());
     }
 
     #[test]
     fn read_since_follows_complete_lines() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "f", b"old\n");
-        let (_, off) = tail(&p, 10).unwrap();
+        let (_, off) = tail(&opened(&p), 10).unwrap();
         assert_eq!(off, 4);
-        assert_eq!(read_since(&p, off, 1024).unwrap(), (vec![], 4));
+        assert_eq!(read_since(&opened(&p), off, 1024).unwrap(), (vec![], 4));
 
         append(&p, b"new 1\nnew 2\r\npart");
-        let (got, off) = read_since(&p, off, 1024).unwrap();
+        let (got, off) = read_since(&opened(&p), off, 1024).unwrap();
         assert_eq!(got, vec!["new 1", "new 2"]);
         assert_eq!(off, 4 + 6 + 7);
         // The partial line is not returned until completed.
-        assert_eq!(read_since(&p, off, 1024).unwrap(), (vec![], off));
+        assert_eq!(read_since(&opened(&p), off, 1024).unwrap(), (vec![], off));
         append(&p, b"ial\n");
-        let (got, off2) = read_since(&p, off, 1024).unwrap();
+        let (got, off2) = read_since(&opened(&p), off, 1024).unwrap();
         assert_eq!(got, vec!["partial"]);
         assert_eq!(off2, off + 8);
     }
@@ -499,27 +482,27 @@ mod tests {
     fn read_since_respects_max_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "f", b"aaaa\nbbbb\ncccc\n");
-        let (got, off) = read_since(&p, 0, 12).unwrap();
+        let (got, off) = read_since(&opened(&p), 0, 12).unwrap();
         assert_eq!(got, vec!["aaaa", "bbbb"]);
         assert_eq!(off, 10);
-        let (got, off) = read_since(&p, off, 12).unwrap();
+        let (got, off) = read_since(&opened(&p), off, 12).unwrap();
         assert_eq!(got, vec!["cccc"]);
         assert_eq!(off, 15);
         // A line longer than max_bytes is handed out in pieces instead of stalling.
         let p = write(dir.path(), "g", b"0123456789\n");
-        let (got, off) = read_since(&p, 0, 4).unwrap();
+        let (got, off) = read_since(&opened(&p), 0, 4).unwrap();
         assert_eq!((got, off), (vec![format!("0123{CUT_MARK}")], 4));
-        assert_eq!(read_since(&p, 0, 0).unwrap(), (vec![], 0));
+        assert_eq!(read_since(&opened(&p), 0, 0).unwrap(), (vec![], 0));
     }
 
     #[test]
     fn read_since_restarts_after_truncation() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "f", b"line one\nline two\n");
-        let (_, off) = tail(&p, 1).unwrap();
+        let (_, off) = tail(&opened(&p), 1).unwrap();
         assert_eq!(off, 18);
         std::fs::write(&p, b"fresh\n").unwrap(); // truncated / rotated
-        let (got, off) = read_since(&p, off, 1024).unwrap();
+        let (got, off) = read_since(&opened(&p), off, 1024).unwrap();
         assert_eq!(got, vec!["fresh"]);
         assert_eq!(off, 6);
     }
