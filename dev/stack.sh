@@ -46,6 +46,7 @@ demo() {
     if [[ $(wc -l <<<"$out") -ge 2 ]]; then
       say "the demo job's output, read back through the gateway:"
       printf '%s\n' "$out"
+      "${c[@]}" -X DELETE "$api/jobs/v1/tool/$tool/jobs/demo" >/dev/null 2>&1 || true
       return 0
     fi
     sleep 0.5

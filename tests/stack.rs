@@ -149,6 +149,14 @@ fn stack_up_prints_working_curl_lines_and_down_stops_everything() {
         .unwrap_or_else(|e| panic!("gateway {gw_pid} not running: {e}"));
     assert_eq!(exe, target_dir().join("debug/jobs-gateway"));
 
+    // the demo job ran on the node; its output was read back through the gateway
+    assert!(
+        stdout.contains("Hello from demo-") && stdout.contains("a pod on the local node"),
+        "no demo output: {}",
+        text(&up)
+    );
+    assert!(stdout.contains("Python 3."), "{}", text(&up));
+
     let ingress_port = ports[3].1;
     let list = printed_curl(&stdout, &format!(":{ingress_port}/jobs/api/v1/list/"));
     let listed = json(&list);
@@ -185,6 +193,11 @@ fn stack_up_prints_working_curl_lines_and_down_stops_everything() {
         .output()
         .unwrap_or_else(|e| panic!("dev/stack.sh down: {e}"));
     assert!(down.status.success(), "dev/stack.sh down: {}", text(&down));
+    assert!(
+        text(&down).contains("no leftovers"),
+        "down says nothing of the node is left: {}",
+        text(&down)
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let left: Vec<_> = pids.iter().filter(|(_, p)| running(*p)).collect();
