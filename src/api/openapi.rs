@@ -36,9 +36,10 @@ fn messages_only() -> Value {
     json!({"type": "object", "properties": {"messages": schema("Messages")}})
 }
 
-/// The logs service's time window, which file logs cannot honour.
-const NO_TIME_WINDOW: &str =
-    "not supported: file logs carry no per-line time, so a request with it gets 400 (use lines)";
+/// The logs service's time window: container logs have the kubelet's time on every line;
+/// file logs have none.
+const SINCE: &str = "lines from this time on: ISO 8601, or a duration before now such as 1h30m (default 1h); a job with file logging answers 400 (file lines carry no time)";
+const UNTIL: &str = "lines up to this time: ISO 8601, or a duration before now; a job with file logging answers 400";
 
 /// Describes a served (method, path); `None` means the route is undocumented (a test fails).
 fn describe(method: &str, path: &str) -> Option<Op> {
@@ -110,7 +111,7 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         (true, "get", "/logs/{name}") | (true, "get", "/jobs/{name}/logs") => Op {
             query: logs_q,
             ..op(
-                "The job's file logs",
+                "The job's logs: its containers' output from every pod, or its log files when it has file logging",
                 "release 13/14",
                 None,
                 (200, "log lines", ndjson),
@@ -204,7 +205,7 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         (false, "get", "/tool/{tool}/jobs/{name}/logs") => Op {
             query: logs_q,
             ..op(
-                "The job's file logs (16.1)",
+                "The job's logs: its containers' output from every pod, or its log files (16.1)",
                 "16.x",
                 None,
                 (200, "log lines", ndjson),
@@ -228,11 +229,11 @@ fn describe(method: &str, path: &str) -> Option<Op> {
                     "lines",
                     "how many of the last lines (default 500, at most 5000)",
                 ),
-                ("since", NO_TIME_WINDOW),
-                ("until", NO_TIME_WINDOW),
+                ("since", SINCE),
+                ("until", UNTIL),
             ],
             ..op(
-                "The job's file logs, newest first (16.2 logs service)",
+                "The job's logs, newest first: its containers' output from every pod (pod, container, the kubelet's time), or its log files (16.2 logs service)",
                 "16.x logs",
                 None,
                 (
@@ -245,11 +246,11 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         (false, "get", "/tool/{tool}/job/{name}/logs_stream") => Op {
             query: &[
                 ("lines", "how many of the last lines to start with"),
-                ("since", NO_TIME_WINDOW),
-                ("until", NO_TIME_WINDOW),
+                ("since", SINCE),
+                ("until", UNTIL),
             ],
             ..op(
-                "Follow the job's file logs (16.2 logs service)",
+                "Follow the job's logs: new lines of every pod of the job as they come, new pods included (at most JOBS_GATEWAY_MAX_LOG_FOLLOWS streams per tool, else 429; 16.2 logs service)",
                 "16.x logs",
                 None,
                 (200, "log lines", ndjson),
