@@ -197,8 +197,8 @@ pub struct LogsArgs {
     /// Only the last N lines
     #[arg(short = 'l', long = "last", value_name = "N")]
     pub last: Option<u64>,
-    /// Only lines since TIME (ISO 8601 or a duration like 1h30m); a server whose logs are
-    /// files (this gateway) refuses it, as their lines carry no time
+    /// Only lines since TIME (ISO 8601 or a duration like 1h30m; the server's default is
+    /// 1h); refused for a job with file logging, whose lines carry no time
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
     /// Only lines until TIME (refused for file logs, like --since)
