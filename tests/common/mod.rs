@@ -833,61 +833,6 @@ impl RealCli {
     }
 }
 
-/// Plays kubelet for a one-off job: waits for the pod the Job controller made (label
-/// `app.kubernetes.io/name=<job>`), then sets its status to finished with `exit_code`.
-pub async fn finish_job_pod(admin: &kube::Client, ns: &str, job: &str, exit_code: i32) {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, ListParams, Patch, PatchParams};
-    let pods = Api::<Pod>::namespaced(admin.clone(), ns);
-    let lp = ListParams::default().labels(&format!("app.kubernetes.io/name={job}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let pod = loop {
-        let list = pods
-            .list(&lp)
-            .await
-            .unwrap_or_else(|e| panic!("listing pods of {job}: {e}"));
-        if let Some(p) = list.items.into_iter().next() {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no pod for job {job} appeared");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let container = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .cloned()
-        .unwrap_or_default();
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (phase, reason) = if exit_code == 0 {
-        ("Succeeded", "Completed")
-    } else {
-        ("Failed", "Error")
-    };
-    let patch = serde_json::json!({"status": {
-        "phase": phase,
-        "startTime": now,
-        "containerStatuses": [{
-            "name": container.name,
-            "image": container.image.unwrap_or_default(),
-            "imageID": "",
-            "ready": false,
-            "restartCount": 0,
-            "started": false,
-            "state": {"terminated": {
-                "exitCode": exit_code,
-                "reason": reason,
-                "startedAt": now,
-                "finishedAt": now,
-            }},
-        }],
-    }});
-    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap_or_else(|e| panic!("patching the status of pod {name}: {e}"));
-}
-
 /// `Gateway::start`, retried: `free_port` can hand out the same port twice (the probe
 /// listener is closed before the gateway binds), which makes a start fail with EADDRINUSE.
 pub fn start_gateway_retrying(pki: &Pki, extra_env: &[(&str, &str)]) -> Gateway {
