@@ -627,7 +627,8 @@ write_env() {
     printf 'export TJF_KUBE_RUN_DIR=%q\n' "$run_dir"
     printf 'export KUBECONFIG=%q\n' "$run_dir/admin.kubeconfig"
     printf 'export TJF_REGISTRY=%q\n' "$registry"
-    printf 'export TJF_IMAGES_FILE=%q\n' "$run_dir/images.yaml"
+    # the image list exists once the registry has started (not with --control-plane)
+    if [[ -s $run_dir/images.yaml ]]; then printf 'export TJF_IMAGES_FILE=%q\n' "$run_dir/images.yaml"; fi
     printf 'export TJF_NODE_NAME=%q\n' "$NODE_NAME"
     if running kubelet; then printf 'export TJF_NODE=1\n'; else printf 'export TJF_NODE=\n'; fi
   } >"$run_dir/env.tmp"
