@@ -322,6 +322,9 @@ pub fn follow(
         after.insert((l.pod.clone(), l.container.clone()), l.time);
         first.push_str(&ndjson_line(l, with_container));
     }
+    // a container with no line among the initial ones had none newer than the newest of them
+    // (the initial lines are the newest of all pods): it is followed from that time on
+    let newest_initial = initial.last().map(|l| l.time);
     tokio::spawn(async move {
         let _slot = slot;
         let deadline = tokio::time::Instant::now() + FOLLOW_LIMIT;
@@ -349,7 +352,7 @@ pub fn follow(
                             name.clone(),
                             c,
                             restarts,
-                            after.get(&key).copied(),
+                            after.get(&key).copied().or(newest_initial),
                             since,
                             until,
                             with_container,
