@@ -155,7 +155,10 @@ impl JobQuotas {
         q
     }
 
-    /// Serialises job creation per tool, so two parallel runs cannot both take the last slot.
+    /// Serialises job creation per tool within this process, so that two parallel runs on one
+    /// replica do not both create an object for the last slot. Only an optimisation: the
+    /// quota itself is decided by Kubernetes after the create (`arbitrate` in
+    /// `api::handlers`), which also holds across replicas.
     pub async fn creation_slot(&self, tool: &ToolName) -> tokio::sync::OwnedMutexGuard<()> {
         let m = {
             let mut locks = lock(&self.locks);

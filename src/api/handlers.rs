@@ -252,6 +252,17 @@ async fn check_job_quota(
         .counts()
         .await
         .map_err(|e| from_kube(&e, "count the tool's jobs"))?;
+    quota_verdict(caller, req, &quota, running, scheduled)
+}
+
+/// The quota refusal for `running`/`scheduled` jobs other than the one asked for.
+fn quota_verdict(
+    caller: &Caller,
+    req: &RunRequest,
+    quota: &crate::limits::JobQuota,
+    running: usize,
+    scheduled: usize,
+) -> Result<(), ApiError> {
     let refuse = || {
         crate::metrics::global().inc(
             "jobs_gateway_refusals_total",
@@ -336,13 +347,15 @@ pub fn prepare(
     Ok((req, manifest))
 }
 
-/// Quota and LimitRange checks, then the create. Holds the tool's creation slot.
+/// Quota and LimitRange checks, the create, then the check that no parallel create (on any
+/// replica) took the last slot or the name first.
 async fn create_checked(
     state: &AppState,
     caller: &Caller,
     rt: &ToolRuntime,
     req: &RunRequest,
     manifest: &Value,
+    flavor: Flavor,
 ) -> Result<Value, ApiError> {
     check_job_quota(state, caller, rt, req).await?;
     if req.memory.is_some() || req.cpu.is_some() {
@@ -352,10 +365,60 @@ async fn create_checked(
             .map_err(|e| from_kube(&e, "read the namespace limits"))?;
         check_limits(&ranges, req)?;
     }
-    rt.create(manifest.clone()).await.map_err(|e| {
+    let created = rt.create(manifest.clone()).await.map_err(|e| {
         tracing::info!(tool = %caller.tool, job = %req.name, error = %e, "create refused");
         from_kube(&e, "create the job").with_data(json!({"k8s_object": manifest}))
-    })
+    })?;
+    arbitrate(state, caller, rt, req, &created, flavor).await?;
+    Ok(created)
+}
+
+/// The job quota and the job name, decided by Kubernetes rather than by any lock: another
+/// gateway replica may be creating for the same tool at the same moment. The objects the
+/// tool had at exactly the resource version of the create (all created before it, none
+/// after) are counted; if they already fill the quota, or already hold this job name under
+/// another kind, the new object is the one too many and is deleted again, with the refusal a
+/// check before the create gives. Of any set of racing creates, the ones created first win,
+/// so the quota holds across replicas.
+async fn arbitrate(
+    state: &AppState,
+    caller: &Caller,
+    rt: &ToolRuntime,
+    req: &RunRequest,
+    created: &Value,
+    flavor: Flavor,
+) -> Result<(), ApiError> {
+    let meta = &created["metadata"];
+    let (Some(kind), Some(uid), Some(rv)) = (
+        created["kind"].as_str(),
+        meta["uid"].as_str(),
+        meta["resourceVersion"].as_str(),
+    ) else {
+        return Err(ApiError::unavailable(
+            "the apiserver's reply to the create has no kind, uid or resourceVersion",
+        ));
+    };
+    let verdict = match rt.census(Some(rv), Some(uid), Some(&req.name)).await {
+        Err(e) => Err(from_kube(&e, "count the tool's jobs")),
+        Ok(c) if c.same_name > 0 => Err(job_name_taken(&req.name, flavor)),
+        Ok(c) => {
+            let quota = state.quotas.for_tool(&caller.tool);
+            quota_verdict(caller, req, &quota, c.running, c.scheduled)
+        }
+    };
+    let Err(refusal) = verdict else {
+        return Ok(());
+    };
+    crate::metrics::global().inc(
+        "jobs_gateway_creates_undone_total",
+        vec![("kind", kind.to_string())],
+    );
+    tracing::info!(tool = %caller.tool, job = %req.name, "created one job too many (a parallel create came first); deleting it");
+    if let Err(e) = rt.delete_created(kind, &req.name, uid).await {
+        tracing::error!(tool = %caller.tool, job = %req.name, error = %e, "could not delete the job created over the quota");
+        return Err(from_kube(&e, "undo the create over the quota"));
+    }
+    Err(refusal)
 }
 
 /// Creates a job; 409 when the name is taken.
@@ -370,20 +433,21 @@ pub async fn create_job(
     let (req, manifest) = prepare(state, caller, headers, body, dialect)?;
     ctx.set_job(&req.name);
     let rt = runtime(state, caller).await?;
-    // One creation at a time per tool: the quota check and the create must not interleave.
+    // One creation at a time per tool in this process: spares racing runs on one replica a
+    // create that `arbitrate` would undo. Correctness does not rest on it (see `arbitrate`).
     let _slot = state.quotas.creation_slot(&caller.tool).await;
+    let flavor = match dialect {
+        Dialect::Legacy => Flavor::Legacy,
+        Dialect::V1 => Flavor::V1,
+    };
     if rt
         .exists(&req.name)
         .await
         .map_err(|e| from_kube(&e, "look up existing jobs"))?
     {
-        let flavor = match dialect {
-            Dialect::Legacy => Flavor::Legacy,
-            Dialect::V1 => Flavor::V1,
-        };
         return Err(job_name_taken(&req.name, flavor));
     }
-    let created = create_checked(state, caller, &rt, &req, &manifest).await?;
+    let created = create_checked(state, caller, &rt, &req, &manifest, flavor).await?;
     Ok((req, created))
 }
 
@@ -407,7 +471,7 @@ pub async fn upsert_job(
     let name = &req.name;
     match existing {
         None => {
-            create_checked(state, caller, &rt, &req, &manifest).await?;
+            create_checked(state, caller, &rt, &req, &manifest, Flavor::V1).await?;
             Ok((created_message(name), true))
         }
         Some(e) if e.component == Component::Jobs && wanted == Component::Jobs => {
@@ -438,7 +502,7 @@ pub async fn upsert_job(
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            create_checked(state, caller, &rt, &req, &manifest).await?;
+            create_checked(state, caller, &rt, &req, &manifest, Flavor::V1).await?;
             Ok((updated_message(name), true))
         }
     }

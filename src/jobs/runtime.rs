@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, LimitRange, Pod, ReplicationController};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, PostParams, Preconditions, PropagationPolicy,
+    VersionMatch,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -30,6 +34,17 @@ impl Snapshot {
             && self.rcs.is_empty()
             && self.deployments.is_empty()
     }
+}
+
+/// The tool's job objects as the job quotas count them (see [`ToolRuntime::census`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// One-off jobs not finished plus continuous jobs.
+    pub running: usize,
+    /// Scheduled jobs.
+    pub scheduled: usize,
+    /// Objects (of any kind) carrying the job name asked about.
+    pub same_name: usize,
 }
 
 /// A job object found by name.
@@ -179,11 +194,33 @@ impl ToolRuntime {
 
     /// (running one-off + continuous jobs, scheduled jobs) of the tool, for the job quotas.
     pub async fn counts(&self) -> Result<(usize, usize), kube::Error> {
-        let cont = params(&self.sel(Some(Component::Continuous(self.continuous)), None));
-        let crons = params(&self.sel(Some(Component::CronJobs), None));
+        let c = self.census(None, None, None).await?;
+        Ok((c.running, c.scheduled))
+    }
+
+    /// The tool's job objects counted for the job quotas, as stored now (`at: None`) or at
+    /// exactly one resource version (`resourceVersionMatch=Exact`, read from etcd at that
+    /// revision): everything created before that revision and not yet gone then, nothing
+    /// created after it. `skip_uid` leaves one object out; `name` also counts the objects of
+    /// that job name.
+    pub async fn census(
+        &self,
+        at: Option<&str>,
+        skip_uid: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Census, kube::Error> {
+        let lp = |sel: BTreeMap<String, String>| {
+            let lp = params(&sel);
+            match at {
+                Some(rv) => lp.at(rv).matching(VersionMatch::Exact),
+                None => lp,
+            }
+        };
+        let cont = lp(self.sel(Some(Component::Continuous(self.continuous)), None));
+        let crons = lp(self.sel(Some(Component::CronJobs), None));
         let cron_api = self.api::<CronJob>();
         let (jobs, cronjobs, continuous) = tokio::try_join!(
-            self.list_of::<Job>(params(&self.sel(Some(Component::Jobs), None))),
+            self.list_of::<Job>(lp(self.sel(Some(Component::Jobs), None))),
             crate::metrics::kube_call("list", "cronjobs", cron_api.list_metadata(&crons)),
             async {
                 match self.continuous {
@@ -193,14 +230,14 @@ impl ToolRuntime {
                         self.api::<ReplicationController>().list_metadata(&cont),
                     )
                     .await
-                    .map(|l| l.items.len()),
+                    .map(|l| l.items.into_iter().map(|o| o.metadata).collect::<Vec<_>>()),
                     ContinuousComponent::Deployments => crate::metrics::kube_call(
                         "list",
                         "deployments",
                         self.api::<Deployment>().list_metadata(&cont),
                     )
                     .await
-                    .map(|l| l.items.len()),
+                    .map(|l| l.items.into_iter().map(|o| o.metadata).collect::<Vec<_>>()),
                 }
             },
         )?;
@@ -214,8 +251,80 @@ impl ToolRuntime {
                     })
                 })
         };
-        let running = jobs.iter().filter(|j| !finished(j)).count() + continuous;
-        Ok((running, cronjobs.items.len()))
+        let kept = |m: &ObjectMeta| skip_uid.is_none() || m.uid.as_deref() != skip_uid;
+        let named = |m: &ObjectMeta| {
+            name.is_some()
+                && m.labels
+                    .as_ref()
+                    .and_then(|l| l.get(labels::NAME))
+                    .map(String::as_str)
+                    == name
+        };
+        let job_metas: Vec<&ObjectMeta> = jobs.iter().map(|j| &j.metadata).collect();
+        let cron_metas: Vec<&ObjectMeta> = cronjobs.items.iter().map(|o| &o.metadata).collect();
+        let cont_metas: Vec<&ObjectMeta> = continuous.iter().collect();
+        let running = jobs
+            .iter()
+            .filter(|j| kept(&j.metadata) && !finished(j))
+            .count()
+            + cont_metas.iter().filter(|m| kept(m)).count();
+        let scheduled = cron_metas.iter().filter(|m| kept(m)).count();
+        let same_name = [job_metas, cron_metas, cont_metas]
+            .iter()
+            .flatten()
+            .filter(|m| kept(m) && named(m))
+            .count();
+        Ok(Census {
+            running,
+            scheduled,
+            same_name,
+        })
+    }
+
+    /// Deletes one object this gateway just created (`kind` and `uid` from the create reply)
+    /// and, for a Job, the pods its controller may already have made; pods made after that
+    /// are removed by the garbage collector (background propagation: the object is gone at
+    /// once).
+    pub async fn delete_created(
+        &self,
+        kind: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), kube::Error> {
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let gone = |r: Result<(), kube::Error>| match r {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            r => r,
+        };
+        async fn del<K>(api: Api<K>, name: &str, dp: &DeleteParams) -> Result<(), kube::Error>
+        where
+            K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+            <K as kube::Resource>::DynamicType: Default,
+        {
+            let plural = K::plural(&Default::default()).to_string();
+            crate::metrics::kube_call("delete", &plural, api.delete(name, dp))
+                .await
+                .map(|_| ())
+        }
+        match kind {
+            "Job" => {
+                gone(del(self.api::<Job>(), name, &dp).await)?;
+                let pods = ListParams::default().labels(&format!("controller-uid={uid}"));
+                self.delete_of::<Pod>(pods).await
+            }
+            "CronJob" => gone(del(self.api::<CronJob>(), name, &dp).await),
+            "ReplicationController" => {
+                gone(del(self.api::<ReplicationController>(), name, &dp).await)
+            }
+            _ => gone(del(self.api::<Deployment>(), name, &dp).await),
+        }
     }
 
     /// Whether any job object of this name exists.

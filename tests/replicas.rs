@@ -1,0 +1,227 @@
+//! Several gateway replicas serving one tool at once: the per-tool job quota and job names
+//! hold across processes (Kubernetes decides, not an in-process lock).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+const QUOTA: usize = 5;
+
+fn replica_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("JOBS_GATEWAY_MAX_RUNNING_JOBS", "5"),
+        ("JOBS_GATEWAY_MAX_SCHEDULED_JOBS", "2"),
+        ("JOBS_GATEWAY_WRITE_BURST", "200"),
+        ("JOBS_GATEWAY_WRITE_RATE_PER_SEC", "100"),
+        ("JOBS_GATEWAY_RATE_BURST", "400"),
+        ("JOBS_GATEWAY_RATE_PER_SEC", "200"),
+    ]
+}
+
+/// The sum of one counter over its label sets in a gateway's /metrics.
+async fn counter(gw: &Gateway, name: &str) -> f64 {
+    metrics_text(gw)
+        .await
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
+}
+
+/// Waits until the namespace's pods are exactly those of `jobs` (one each), then checks that
+/// it stays so for a moment: no pod of an undone job is left behind.
+async fn pods_settle_to(pods: &Api<Pod>, jobs: &Api<Job>, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job_uids: BTreeSet<String> = jobs
+            .list(&ListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .items
+            .into_iter()
+            .filter_map(|j| j.metadata.uid)
+            .collect();
+        let pod_list = pods
+            .list(&ListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .items;
+        let owners: Vec<String> = pod_list
+            .iter()
+            .map(|p| {
+                p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .map(|o| o.uid.clone())
+                    .next()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let live: Vec<&Pod> = pod_list
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        if pod_list.len() == expected
+            && live.len() == expected
+            && owners.iter().all(|o| job_uids.contains(o))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods did not settle to one for each of the {expected} jobs: {} pods, owners {owners:?}, jobs {job_uids:?}",
+            pod_list.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn forty_parallel_runs_over_two_replicas_make_exactly_the_quota() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tool = "replicas-quota";
+    provision(&pki, tool);
+    let env = replica_env();
+    let a = start_gateway_retrying(&pki, &env);
+    let b = start_gateway_retrying(&pki, &env);
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    let (status, body) = call(client.delete(a.direct_url("/api/v1/flush/"))).await;
+    assert_eq!(status, 200, "{body}");
+    // both replicas warm (the tool's credentials loaded, a connection to the apiserver open),
+    // so that their creates really overlap
+    for gw in [&a, &b] {
+        let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let runs = (0..40).map(|i| {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let req = client
+            .post(gw.direct_url("/api/v1/run/"))
+            .json(&json!({"name": format!("r{i}"), "imagename": "bookworm", "cmd": "sleep 1000"}));
+        async move { (i, call(req).await) }
+    });
+    let results = futures::future::join_all(runs).await;
+    let mut accepted = BTreeSet::new();
+    for (i, (status, body)) in &results {
+        match status {
+            200 => {
+                accepted.insert(format!("r{i}"));
+            }
+            403 => {
+                let msg = body["message"].as_str().unwrap_or_default();
+                assert!(
+                    msg.contains("Job quota exceeded") && msg.contains("at most 5"),
+                    "run {i}: {msg}"
+                );
+            }
+            other => panic!("run {i}: unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(
+        accepted.len(),
+        QUOTA,
+        "exactly the quota's number of runs succeed over both replicas: {accepted:?}"
+    );
+
+    let admin = admin(&cluster);
+    let ns = format!("tool-{tool}");
+    let jobs = Api::<Job>::namespaced(admin.clone(), &ns);
+    let names: BTreeSet<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert_eq!(
+        names, accepted,
+        "the cluster holds exactly the accepted jobs, none of the refused ones"
+    );
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    pods_settle_to(&pods, &jobs, QUOTA).await;
+
+    let undone = counter(&a, "jobs_gateway_creates_undone_total").await
+        + counter(&b, "jobs_gateway_creates_undone_total").await;
+    eprintln!("creates undone after a parallel create on the other replica came first: {undone}");
+
+    // the next run, on either replica, is refused as before
+    for gw in [&a, &b] {
+        let (status, body) = call(
+            client
+                .post(gw.direct_url("/api/v1/run/"))
+                .json(&json!({"name": "late", "imagename": "bookworm", "cmd": "sleep 1000"})),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, body) = call(client.delete(b.direct_url("/api/v1/flush/"))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn one_job_name_raced_as_two_kinds_on_two_replicas_exists_once() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tool = "replicas-name";
+    provision(&pki, tool);
+    let env = replica_env();
+    let a = start_gateway_retrying(&pki, &env);
+    let b = start_gateway_retrying(&pki, &env);
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    let admin = admin(&cluster);
+    let ns = format!("tool-{tool}");
+    let jobs = Api::<Job>::namespaced(admin.clone(), &ns);
+    let crons = Api::<CronJob>::namespaced(admin.clone(), &ns);
+    for round in 0..5 {
+        let (status, body) = call(client.delete(a.direct_url("/api/v1/flush/"))).await;
+        assert_eq!(status, 200, "{body}");
+        let name = format!("same{round}");
+        let one_off = client
+            .post(a.direct_url("/api/v1/run/"))
+            .json(&json!({"name": name, "imagename": "bookworm", "cmd": "sleep 1000"}));
+        let scheduled = client.post(b.direct_url("/api/v1/run/")).json(
+            &json!({"name": name, "imagename": "bookworm", "cmd": "date", "schedule": "@hourly"}),
+        );
+        let (x, y) = tokio::join!(call(one_off), call(scheduled));
+        let mut statuses = [x.0, y.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [200, 409],
+            "round {round}: one run gets the name, the other is told it is taken: {} {}, {} {}",
+            x.0,
+            x.1["message"],
+            y.0,
+            y.1["message"]
+        );
+        let lp = ListParams::default();
+        let n = jobs
+            .list(&lp)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .items
+            .len()
+            + crons
+                .list(&lp)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .items
+                .len();
+        assert_eq!(n, 1, "round {round}: one object holds the name");
+    }
+    let (status, body) = call(client.delete(a.direct_url("/api/v1/flush/"))).await;
+    assert_eq!(status, 200, "{body}");
+}
