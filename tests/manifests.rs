@@ -193,3 +193,92 @@ fn the_apiserver_accepts_every_manifest_in_a_server_dry_run() {
         }
     }
 }
+
+#[test]
+fn the_tools_have_a_flow_schema_by_user_in_a_priority_level_of_their_own() {
+    let deploy = kustomize("deploy");
+    let fs = find(&deploy, "FlowSchema", "toolforge-tools");
+    assert_eq!(fs["apiVersion"], "flowcontrol.apiserver.k8s.io/v1beta1");
+    let spec = &fs["spec"];
+    assert_eq!(
+        spec["distinguisherMethod"]["type"], "ByUser",
+        "each tool is its own flow"
+    );
+    let precedence = spec["matchingPrecedence"].as_i64().unwrap_or_default();
+    assert!(
+        precedence > 900 && precedence < 9000,
+        "after the system schemas, before service-accounts/global-default: {precedence}"
+    );
+    let rule = &spec["rules"][0];
+    assert_eq!(rule["subjects"][0]["kind"], "Group");
+    assert_eq!(rule["subjects"][0]["group"]["name"], "toolforge");
+    let level = spec["priorityLevelConfiguration"]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no priority level: {fs}"));
+    let plc = find(&deploy, "PriorityLevelConfiguration", level);
+    assert_eq!(plc["spec"]["type"], "Limited");
+    assert_eq!(plc["spec"]["limited"]["limitResponse"]["type"], "Queue");
+}
+
+/// The FlowSchema applied for real: a request made with a tool's certificate (as the gateway
+/// makes them) is classified into it, an admin's is not.
+#[tokio::test]
+async fn a_tools_apiserver_requests_are_classified_into_the_tools_flow_schema() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tool = "flow-schema";
+    provision(&pki, tool);
+    let manifest = repo().join("deploy/flowcontrol.yaml");
+    // applied for real and left in place: it only changes how tools' requests are queued, and
+    // a second run finds it unchanged
+    run_ok(kubectl(&cluster).arg("apply").arg("-f").arg(&manifest));
+    let uid = run_ok(kubectl(&cluster).args([
+        "get",
+        "flowschema",
+        "toolforge-tools",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]));
+    let uid = uid.trim().to_string();
+    assert!(!uid.is_empty());
+    let (c, k) = pki.tool_cert(tool);
+    let as_tool = https(&cluster.ca, Some((&c, &k)));
+    let url = format!("{}/api/v1/namespaces/tool-{tool}/pods", cluster.url);
+    let header = "x-kubernetes-pf-flowschema-uid";
+    // the apiserver picks up a new FlowSchema within a few seconds
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let resp = as_tool
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status().as_u16(), 200);
+        let got = resp
+            .headers()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if got == uid {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tool's request stayed in flow schema {got:?}, not toolforge-tools ({uid})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let as_admin = https(&cluster.ca, Some((&cluster.admin_cert, &cluster.admin_key)));
+    let resp = as_admin
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_ne!(
+        resp.headers().get(header).and_then(|v| v.to_str().ok()),
+        Some(uid.as_str()),
+        "only tools are in the tools' flow schema"
+    );
+}
