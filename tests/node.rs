@@ -149,6 +149,53 @@ async fn a_one_off_job_runs_to_completed_with_its_output_in_the_file_log() {
         messages.contains(&"42") && messages.contains(&"to-stderr"),
         "{logs}"
     );
+
+    // once it has completed, the 16.x server runs it again under the same name (spec §1.3);
+    // release 14's server refused any name in use
+    let (status, body) = call(
+        t.client
+            .post(t.legacy("jobs/"))
+            .json(&json!({"name": "hello", "imagename": "bookworm", "cmd": "true"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let uid_of = |v: &Value| v["metadata"]["uid"].as_str().map(str::to_string);
+    let first_uid = {
+        let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(
+            admin(&t.pki.cluster),
+            "tool-run-alice",
+        );
+        let job = jobs.get("hello").await.unwrap_or_else(|e| panic!("{e}"));
+        uid_of(&serde_json::to_value(job).unwrap_or_default())
+    };
+    t.run(json!({"name": "hello", "imagename": "bookworm", "filelog": true, "cmd": "echo again"}))
+        .await;
+    let again = t.until("hello", 90, |j| short(j) == "succeeded").await;
+    assert_eq!(again["cmd"], "echo again", "{again}");
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(
+        admin(&t.pki.cluster),
+        "tool-run-alice",
+    );
+    let job = jobs.get("hello").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        uid_of(&serde_json::to_value(job).unwrap_or_default()),
+        first_uid,
+        "a new Job"
+    );
+    // while a run is in progress, the name is taken
+    t.run(json!({"name": "slow", "imagename": "bookworm", "cmd": "sleep 60"}))
+        .await;
+    let (status, body) = call(
+        t.client
+            .post(t.v1("jobs/"))
+            .json(&json!({"name": "slow", "imagename": "bookworm", "cmd": "true"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["error"],
+        json!(["A job with the name slow already exists"])
+    );
 }
 
 #[tokio::test]

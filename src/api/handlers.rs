@@ -445,7 +445,19 @@ pub async fn create_job(
         .await
         .map_err(|e| from_kube(&e, "look up existing jobs"))?
     {
-        return Err(job_name_taken(&req.name, flavor));
+        // the 16.x server runs a job again under its name once the last run has completed
+        // (spec §1.3, POST row): the finished one is deleted and the new one created
+        let completed = dialect == Dialect::V1
+            && show_view(state, caller, &req.name)
+                .await
+                .is_ok_and(|v| v.status_short.eq_ignore_ascii_case("completed"));
+        if !completed {
+            return Err(job_name_taken(&req.name, flavor));
+        }
+        tracing::info!(tool = %caller.tool, job = %req.name, "replacing the completed job of the same name");
+        rt.delete(Some(&req.name))
+            .await
+            .map_err(|e| from_kube(&e, "delete the completed job"))?;
     }
     let created = create_checked(state, caller, &rt, &req, &manifest, flavor).await?;
     Ok((req, created))
