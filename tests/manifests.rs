@@ -147,6 +147,11 @@ fn kustomize_renders_the_deployment_and_the_ingress_as_documented() {
     );
     assert_eq!(a["nginx.ingress.kubernetes.io/backend-protocol"], "HTTPS");
     assert_eq!(a["nginx.ingress.kubernetes.io/proxy-ssl-verify"], "on");
+    // one tool, one replica: consistent hashing on the verified subject
+    assert_eq!(
+        a["nginx.ingress.kubernetes.io/upstream-hash-by"],
+        "$ssl_client_s_dn"
+    );
     assert!(
         a.get("nginx.ingress.kubernetes.io/configuration-snippet")
             .is_none(),

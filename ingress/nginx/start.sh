@@ -7,6 +7,10 @@
 # using the file names written by certs-dev/mint.sh all --out CERTS_DIR):
 #   INGRESS_PORT        [8445]                    listen port (always 127.0.0.1 unless LISTEN_ADDR)
 #   GATEWAY_UPSTREAM    [https://127.0.0.1:8444]  the gateway's ingress listener
+#   GATEWAY_UPSTREAMS   [$GATEWAY_UPSTREAM]       several replicas' ingress listeners
+#                                                 (https://HOST:PORT, space-separated); a
+#                                                 tool's requests go to one of them
+#                                                 (hash of the verified subject DN)
 #   INGRESS_SERVER_CERT [$CERTS_DIR/gateway.crt]  nginx's own server certificate
 #   INGRESS_SERVER_KEY  [$CERTS_DIR/gateway.key]
 #   CLIENT_CA           [$CERTS_DIR/ca.crt]       CA that signs user (tool) certificates
@@ -48,7 +52,14 @@ UPSTREAM_SSL_NAME=${UPSTREAM_SSL_NAME:-localhost}
 ERROR_LOG_LEVEL=${ERROR_LOG_LEVEL:-notice}
 
 [[ $INGRESS_PORT =~ ^[0-9]+$ ]] || die "INGRESS_PORT must be a number"
-[[ $GATEWAY_UPSTREAM =~ ^https://[^[:space:]\;\'\"]+$ ]] || die "GATEWAY_UPSTREAM must be an https:// URL"
+GATEWAY_UPSTREAMS=${GATEWAY_UPSTREAMS:-$GATEWAY_UPSTREAM}
+UPSTREAM_SERVERS=""
+read -r -a upstreams <<<"$GATEWAY_UPSTREAMS"
+for u in "${upstreams[@]}"; do
+  [[ $u =~ ^https://([A-Za-z0-9.-]+:[0-9]+)/?$ ]] || die "GATEWAY_UPSTREAM(S): '$u' is not https://HOST:PORT"
+  UPSTREAM_SERVERS+="server ${BASH_REMATCH[1]};"
+done
+[[ -n $UPSTREAM_SERVERS ]] || die "GATEWAY_UPSTREAMS is empty"
 [[ $UPSTREAM_SSL_NAME =~ ^[A-Za-z0-9.:-]+$ ]] || die "bad UPSTREAM_SSL_NAME"
 
 # all file paths: must exist, made absolute, no characters that would break the config
@@ -83,7 +94,7 @@ sed -e "s#@RUN_DIR@#$RUN_DIR#g" \
     -e "s#@ERROR_LOG_LEVEL@#$ERROR_LOG_LEVEL#g" \
     -e "s#@LISTEN_ADDR@#$LISTEN_ADDR#g" \
     -e "s#@INGRESS_PORT@#$INGRESS_PORT#g" \
-    -e "s#@GATEWAY_UPSTREAM@#$GATEWAY_UPSTREAM#g" \
+    -e "s#@UPSTREAM_SERVERS@#$UPSTREAM_SERVERS#g" \
     -e "s#@INGRESS_SERVER_CERT@#$INGRESS_SERVER_CERT#g" \
     -e "s#@INGRESS_SERVER_KEY@#$INGRESS_SERVER_KEY#g" \
     -e "s#@CLIENT_CA@#$CLIENT_CA#g" \
@@ -107,4 +118,4 @@ done
 [[ -s $PIDFILE ]] || die "no pid file after start (see $RUN_DIR/error.log)"
 pid=$(cat "$PIDFILE")
 kill -0 "$pid" 2>/dev/null || die "nginx (pid $pid) is not running (see $RUN_DIR/error.log)"
-echo "jobs ingress: https://$LISTEN_ADDR:$INGRESS_PORT -> $GATEWAY_UPSTREAM (pid $pid, config $CONF)"
+echo "jobs ingress: https://$LISTEN_ADDR:$INGRESS_PORT -> $GATEWAY_UPSTREAMS (pid $pid, config $CONF)"
