@@ -332,11 +332,12 @@ async fn release16_cli_full_scenario() {
     let images = cli.ok(&["images"]);
     assert!(images.stdout.contains("bookworm"), "{images}");
 
+    // a one-off job still running (the node runs it): its name stays taken
     silent(cli.ok(&[
         "run",
         "once",
         "--command",
-        "echo once",
+        "sleep 600",
         "--image",
         "bookworm",
     ]));
@@ -925,8 +926,12 @@ async fn v1_error_texts_are_the_real_server_s() {
     let post = |body: Value| client.post(url("jobs/")).json(&body);
     let job = |name: &str| json!({"name": name, "imagename": "bookworm", "cmd": "./x.sh", "job_type": "one-off"});
 
-    // run
-    let (status, body) = call_patiently(post(job("once"))).await;
+    // run: a job that keeps running, so its name stays taken (a completed one-off job would
+    // be run again under its name, and a failed one is removed after its TTL)
+    let (status, body) = call_patiently(post(
+        json!({"name": "once", "imagename": "bookworm", "cmd": "sleep 600", "job_type": "one-off"}),
+    ))
+    .await;
     assert_eq!(status, 201, "{body}");
     let rules = "See the documentation for the naming rules: https://w.wiki/6YL8";
     let cases: Vec<(Value, u16, String, &str)> = vec![
