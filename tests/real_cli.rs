@@ -159,7 +159,7 @@ async fn release14_cli_full_scenario() {
         "run",
         "once",
         "--command",
-        "echo once",
+        "sleep 600",
         "--image",
         "bookworm",
     ]);
