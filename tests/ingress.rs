@@ -22,6 +22,15 @@ struct Ingress {
 
 impl Ingress {
     fn start(pki: &Pki, gw: &Gateway) -> Self {
+        Self::start_many(pki, &[gw])
+    }
+
+    /// nginx in front of several gateway processes (GATEWAY_UPSTREAMS), hashing on the subject.
+    fn start_many(pki: &Pki, gws: &[&Gateway]) -> Self {
+        let upstreams: Vec<String> = gws
+            .iter()
+            .map(|gw| format!("https://127.0.0.1:{}", gw.ingress.port()))
+            .collect();
         let port = free_port();
         // the guard exists before start.sh runs, so a half-started nginx is stopped too
         let ingress = Ingress {
@@ -34,10 +43,7 @@ impl Ingress {
                 .arg(&ingress.run_dir)
                 .env("CERTS_DIR", pki.dir.path().join("pki"))
                 .env("INGRESS_PORT", port.to_string())
-                .env(
-                    "GATEWAY_UPSTREAM",
-                    format!("https://127.0.0.1:{}", gw.ingress.port()),
-                )
+                .env("GATEWAY_UPSTREAMS", upstreams.join(" "))
                 // NOT the NGINX variable of start.sh: nginx itself reads NGINX (inherited
                 // sockets) and then stays in the foreground; /usr/sbin is on PATH anyway
                 .env_remove("NGINX"),
@@ -279,4 +285,72 @@ async fn a_client_supplied_subject_header_does_not_change_who_acts() {
     let mut listed = names(&list);
     listed.sort();
     assert_eq!(listed, ["spoof-dash", "spoof-underscore"]);
+}
+
+/// Requests a gateway answered on the release-13 list route, from its /metrics.
+async fn lists_served(gw: &Gateway) -> u64 {
+    metrics_text(gw)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("jobs_gateway_http_requests_total{"))
+        .filter(|l| l.contains("route=\"/jobs/api/v1/list/\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+#[tokio::test]
+async fn nginx_sends_all_requests_of_one_tool_to_one_of_two_gateways() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tools = ["ing-hash-a", "ing-hash-b", "ing-hash-c"];
+    for tool in tools {
+        provision(&pki, tool);
+    }
+    let env = [("JOBS_GATEWAY_RATE_BURST", "200")];
+    let mut gws = vec![
+        start_gateway_retrying(&pki, &env),
+        start_gateway_retrying(&pki, &env),
+    ];
+    let ingress = Ingress::start_many(&pki, &[&gws[0], &gws[1]]);
+    let mut placed = Vec::new();
+    for round in 0..2 {
+        for (i, tool) in tools.iter().enumerate() {
+            let (cert, key) = pki.tool_cert(tool);
+            let client = https(&pki.path("ca.crt"), Some((&cert, &key)));
+            let before = [lists_served(&gws[0]).await, lists_served(&gws[1]).await];
+            for _ in 0..10 {
+                let (status, body) = call(client.get(ingress.url("/jobs/api/v1/list/"))).await;
+                assert_eq!(status, 200, "{tool}: {body}\n{}", ingress.error_log());
+            }
+            let after = [lists_served(&gws[0]).await, lists_served(&gws[1]).await];
+            let served = [after[0] - before[0], after[1] - before[1]];
+            assert!(
+                served == [10, 0] || served == [0, 10],
+                "{tool}: all 10 requests on one gateway, got {served:?}"
+            );
+            let on = usize::from(served[1] == 10);
+            if round == 0 {
+                placed.push(on);
+            } else {
+                assert_eq!(placed[i], on, "{tool} stays on the same gateway");
+            }
+        }
+    }
+    eprintln!("tools {tools:?} placed on gateways {placed:?}");
+
+    // the first tool's gateway goes away: every tool is served by the other one, at once
+    // (nginx passes a request it could not send to the next server)
+    drop(gws.remove(placed[0]));
+    let survivor = &gws[0];
+    for tool in tools {
+        let (cert, key) = pki.tool_cert(tool);
+        let client = https(&pki.path("ca.crt"), Some((&cert, &key)));
+        let before = lists_served(survivor).await;
+        for _ in 0..5 {
+            let (status, body) = call(client.get(ingress.url("/jobs/api/v1/list/"))).await;
+            assert_eq!(status, 200, "{tool}: {body}\n{}", ingress.error_log());
+        }
+        assert_eq!(lists_served(survivor).await - before, 5, "{tool}");
+    }
 }
