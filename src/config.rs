@@ -89,6 +89,9 @@ pub struct Config {
     pub route_prefix: String,
     /// Optional YAML file with per-tool quota overrides.
     pub quotas_file: Option<PathBuf>,
+    /// Whether one tool's creates are serialised within this process (an optimisation only:
+    /// the job quotas are decided by Kubernetes after each create).
+    pub creation_slot: bool,
     /// Most credential reads in flight at once (each may hang on NFS).
     pub max_blocking_reads: usize,
 }
@@ -219,6 +222,15 @@ impl Config {
             max_running_jobs: number("JOBS_GATEWAY_MAX_RUNNING_JOBS", 16u32)?,
             max_scheduled_jobs: number("JOBS_GATEWAY_MAX_SCHEDULED_JOBS", 34u32)?,
             quotas_file: var("JOBS_GATEWAY_QUOTAS_FILE").map(PathBuf::from),
+            creation_slot: match var("JOBS_GATEWAY_CREATION_SLOT").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "JOBS_GATEWAY_CREATION_SLOT={other:?}: use on or off"
+                    )))
+                }
+            },
             route_prefix: var("JOBS_GATEWAY_ROUTE_PREFIX").unwrap_or_else(|| "/jobs".into()),
             max_blocking_reads: number("JOBS_GATEWAY_MAX_BLOCKING_READS", 64usize)?,
         };

@@ -95,6 +95,7 @@ pub struct JobQuotas {
     file: Option<PathBuf>,
     loaded: Mutex<(Option<SystemTime>, Arc<QuotaFile>)>,
     locks: Mutex<HashMap<ToolName, Arc<tokio::sync::Mutex<()>>>>,
+    serialize: bool,
 }
 
 impl JobQuotas {
@@ -104,6 +105,7 @@ impl JobQuotas {
             file,
             loaded: Mutex::new((None, Arc::new(QuotaFile::default()))),
             locks: Mutex::new(HashMap::new()),
+            serialize: true,
         };
         q.reload()?;
         Ok(q)
@@ -159,13 +161,23 @@ impl JobQuotas {
     /// replica do not both create an object for the last slot. Only an optimisation: the
     /// quota itself is decided by Kubernetes after the create (`arbitrate` in
     /// `api::handlers`), which also holds across replicas.
-    pub async fn creation_slot(&self, tool: &ToolName) -> tokio::sync::OwnedMutexGuard<()> {
+    /// `None` when switched off (`JOBS_GATEWAY_CREATION_SLOT=off`).
+    pub async fn creation_slot(&self, tool: &ToolName) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if !self.serialize {
+            return None;
+        }
         let m = {
             let mut locks = lock(&self.locks);
             locks.retain(|_, m| Arc::strong_count(m) > 1);
             locks.entry(tool.clone()).or_default().clone()
         };
-        m.lock_owned().await
+        Some(m.lock_owned().await)
+    }
+
+    /// Whether [`Self::creation_slot`] serialises (the default) or lets creates run at once.
+    pub fn with_creation_slot(mut self, on: bool) -> Self {
+        self.serialize = on;
+        self
     }
 }
 

@@ -265,7 +265,8 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         },
         config.quotas_file.clone(),
     )
-    .map_err(StartError)?;
+    .map_err(StartError)?
+    .with_creation_slot(config.creation_slot);
     let load = LoadLimits {
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         timeout: config.request_timeout,

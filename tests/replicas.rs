@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
@@ -86,11 +86,22 @@ async fn pods_settle_to(pods: &Api<Pod>, jobs: &Api<Job>, expected: usize) {
 
 #[tokio::test]
 async fn forty_parallel_runs_over_two_replicas_make_exactly_the_quota() {
+    forty_parallel_runs("replicas-quota", "on").await;
+}
+
+/// Without the in-process slot all 40 creates race at once, 20 in each process: the quota is
+/// kept by Kubernetes alone.
+#[tokio::test]
+async fn forty_parallel_runs_without_the_in_process_slot_make_exactly_the_quota() {
+    forty_parallel_runs("replicas-noslot", "off").await;
+}
+
+async fn forty_parallel_runs(tool: &str, slot: &'static str) {
     let cluster = cluster();
     let pki = Pki::new(&cluster);
-    let tool = "replicas-quota";
     provision(&pki, tool);
-    let env = replica_env();
+    let mut env = replica_env();
+    env.push(("JOBS_GATEWAY_CREATION_SLOT", slot));
     let a = start_gateway_retrying(&pki, &env);
     let b = start_gateway_retrying(&pki, &env);
     let (c, k) = pki.tool_cert(tool);
@@ -154,7 +165,13 @@ async fn forty_parallel_runs_over_two_replicas_make_exactly_the_quota() {
 
     let undone = counter(&a, "jobs_gateway_creates_undone_total").await
         + counter(&b, "jobs_gateway_creates_undone_total").await;
-    eprintln!("creates undone after a parallel create on the other replica came first: {undone}");
+    eprintln!("slot {slot}: creates undone after a parallel create came first: {undone}");
+    if slot == "off" {
+        assert!(
+            undone > 0.0,
+            "40 unserialised creates and none undone: the race was not exercised"
+        );
+    }
 
     // the next run, on either replica, is refused as before
     for gw in [&a, &b] {
@@ -223,5 +240,85 @@ async fn one_job_name_raced_as_two_kinds_on_two_replicas_exists_once() {
         assert_eq!(n, 1, "round {round}: one object holds the name");
     }
     let (status, body) = call(client.delete(a.direct_url("/api/v1/flush/"))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn continuous_and_scheduled_jobs_raced_over_two_replicas_stay_within_their_quotas() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tool = "replicas-kinds";
+    provision(&pki, tool);
+    let mut env = replica_env();
+    env.push(("JOBS_GATEWAY_CREATION_SLOT", "off"));
+    let a = start_gateway_retrying(&pki, &env);
+    let b = start_gateway_retrying(&pki, &env);
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    let (status, body) = call(client.delete(a.direct_url("/api/v1/flush/"))).await;
+    assert_eq!(status, 200, "{body}");
+    for gw in [&a, &b] {
+        let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let runs = (0..24).map(|i| {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let body = if i % 4 < 2 {
+            json!({"name": format!("c{i}"), "imagename": "bookworm", "cmd": "sleep 1000", "continuous": true})
+        } else {
+            json!({"name": format!("s{i}"), "imagename": "bookworm", "cmd": "date", "schedule": "@daily"})
+        };
+        let req = client.post(gw.direct_url("/api/v1/run/")).json(&body);
+        async move { (i, call(req).await) }
+    });
+    let results = futures::future::join_all(runs).await;
+    let (mut continuous, mut scheduled) = (BTreeSet::new(), BTreeSet::new());
+    for (i, (status, body)) in &results {
+        let name = if i % 4 < 2 {
+            format!("c{i}")
+        } else {
+            format!("s{i}")
+        };
+        match status {
+            200 if i % 4 < 2 => {
+                continuous.insert(name);
+            }
+            200 => {
+                scheduled.insert(name);
+            }
+            403 => {
+                let msg = body["message"].as_str().unwrap_or_default();
+                let expected = if i % 4 < 2 { "at most 5" } else { "at most 2" };
+                assert!(
+                    msg.contains("Job quota exceeded") && msg.contains(expected),
+                    "run {name}: {msg}"
+                );
+            }
+            other => panic!("run {name}: unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(continuous.len(), QUOTA, "{continuous:?}");
+    assert_eq!(scheduled.len(), 2, "{scheduled:?}");
+    let admin = admin(&cluster);
+    let ns = format!("tool-{tool}");
+    let rcs: BTreeSet<String> = Api::<ReplicationController>::namespaced(admin.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    assert_eq!(rcs, continuous, "only the accepted continuous jobs exist");
+    let crons: BTreeSet<String> = Api::<CronJob>::namespaced(admin.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    assert_eq!(crons, scheduled, "only the accepted scheduled jobs exist");
+    let (status, body) = call(client.delete(b.direct_url("/api/v1/flush/"))).await;
     assert_eq!(status, 200, "{body}");
 }
