@@ -33,19 +33,21 @@ set -euo pipefail
 
 script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 backport=$script_dir/cronjob_v1_backport.py
+kubelet_patch=$script_dir/kubelet_local_patch.py
 
 cache=${TJF_CLUSTER_CACHE:-/var/cache/tjf-cluster}
 keep_tree=${TJF_CLUSTER_KEEP_BUILD_TREE:-0}
 
 # Bump RECIPE whenever this script changes what it produces; the backport's hash is
 # part of the stamp key too, so editing the backport also triggers a rebuild.
-RECIPE=tjf-cluster-build/2
+RECIPE=tjf-cluster-build/3
 VERSION_SUFFIX=+tjf.cronjob-v1
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 # Node runtime binaries copied from Debian's packages: bin/NAME <- the package's path.
 RUNTIME=(containerd:/usr/bin/containerd containerd-shim-runc-v2:/usr/bin/containerd-shim-runc-v2
   ctr:/usr/bin/ctr runc:/usr/sbin/runc registry:/usr/bin/docker-registry
-  cni/bridge:/usr/lib/cni/bridge cni/host-local:/usr/lib/cni/host-local cni/loopback:/usr/lib/cni/loopback)
+  cni/bridge:/usr/lib/cni/bridge cni/host-local:/usr/lib/cni/host-local cni/loopback:/usr/lib/cni/loopback
+  cni/tuning:/usr/lib/cni/tuning)
 DEBS=(golang-1.19-go golang-1.19-src etcd-server
   golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
   protobuf-compiler libprotoc32 libprotobuf32 golang-golang-x-tools
@@ -61,9 +63,10 @@ log() { printf '%s build.sh: %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 stamp_key() {
-  local sum
+  local sum patch
   sum=$(sha256sum <"$backport" | cut -d' ' -f1)
-  echo "recipe: $RECIPE backport-sha256=$sum"
+  patch=$(sha256sum <"$kubelet_patch" | cut -d' ' -f1)
+  echo "recipe: $RECIPE backport-sha256=$sum kubelet-patch-sha256=$patch"
 }
 
 up_to_date() {
@@ -367,6 +370,7 @@ install_bin() {
     echo "go: $(go env GOVERSION) from $(basename "$(newest "$downloads"/golang-1.19-go_*.deb)")"
     echo "vendor swaps: $(basename "$(newest "$downloads"/golang-github-modern-go-reflect2-dev_*.deb)"), $(basename "$(newest "$downloads"/golang-github-json-iterator-go-dev_*.deb)")"
     echo "backport: CronJob served as batch/v1 (tests/cluster/cronjob_v1_backport.py)"
+    echo "kubelet: TJF_KUBELET_LOG_ROOT, TJF_KUBELET_KEEP_SYSCTLS (tests/cluster/kubelet_local_patch.py)"
     for v in containerd runc containernetworking-plugins docker-registry; do
       echo "runtime: $(basename "$(newest "$downloads/${v}"_*.deb)")"
     done
@@ -378,7 +382,7 @@ install_bin() {
 
 main() {
   command -v flock >/dev/null || die "flock is required (util-linux)"
-  [[ -f $backport ]] || die "$backport is missing"
+  [[ -f $backport && -f $kubelet_patch ]] || die "$backport or $kubelet_patch is missing"
   if ! mkdir -p "$cache" 2>/dev/null || [[ ! -w $cache ]]; then
     die "cannot write to $cache: run as root, or set TJF_CLUSTER_CACHE to a writable directory"
   fi
@@ -409,6 +413,8 @@ main() {
   use_debian_copy github.com/modern-go/reflect2
   use_debian_copy github.com/json-iterator/go
   backport_cronjob
+  log "kubelet: pod log directories and kernel settings of a local node (kubelet_local_patch.py)"
+  python3 "$kubelet_patch" "$src" >&2
   generate_openapi
   compile
   install_bin

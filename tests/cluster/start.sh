@@ -24,8 +24,7 @@
 # audit-policy.yaml, logs/, pids/, cluster.conf (ports and etcd data path), images.yaml
 # (the gateway's image list naming the registry's images), node/ (containerd, kubelet, CNI
 # and registry state). Outside it: a bridge tjf<hash>, cgroups /sys/fs/cgroup/*/tjf-<hash>,
-# and pod log directories in /var/log/pods (kubelet v1.20 has that path built in); stop.sh
-# removes all of them.
+# and the kubelet's /var/lib/kubelet/device-plugins; stop.sh removes all of them.
 set -euo pipefail
 
 usage() { echo "usage: start.sh RUN_DIR [--control-plane | --apiserver-only | COMPONENT...]" >&2; exit 2; }
@@ -60,9 +59,15 @@ done
 for c in "${ALL_COMPONENTS[@]}" ctr runc containerd-shim-runc-v2 cni/bridge cni/host-local cni/loopback; do
   [[ -x $bin/$c ]] || die "$bin/$c is missing: run tests/cluster/build.sh first"
 done
-for t in openssl curl setsid base64 python3 ip; do
+for t in openssl curl setsid base64 python3 ip pgrep ps umount flock; do
   command -v "$t" >/dev/null || die "$t is required"
 done
+# Every address here is loopback: never through a proxy (curl, python, the daemons).
+export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
+# The node is written for cgroup v1 (the kubelet's cgroup root in each hierarchy).
+if [[ $(stat -fc %T /sys/fs/cgroup 2>/dev/null) == cgroup2fs ]]; then
+  die "this machine has a unified cgroup v2 hierarchy; the local node needs cgroup v1 (or the hybrid layout)"
+fi
 
 pki=$run_dir/pki
 logs=$run_dir/logs
@@ -315,8 +320,8 @@ await() { # await COMPONENT DESCRIPTION CHECK...: poll CHECK until it succeeds
   done
 }
 
-admin_curl() { curl -fsS --max-time 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$@"; }
-etcd_healthy() { curl -fsS --max-time 2 "$etcd_url/health" | grep -q '"health":"true"'; }
+admin_curl() { curl --noproxy '*' -fsS --max-time 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$@"; }
+etcd_healthy() { curl --noproxy '*' -fsS --max-time 2 "$etcd_url/health" | grep -q '"health":"true"'; }
 apiserver_ready() { [[ $(admin_curl "$kube_url/readyz") == ok ]]; }
 default_sa_ready() {
   # The ServiceAccount controller creates it; the token controller then adds its secret.
@@ -428,6 +433,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   address = "$containerd_sock.ttrpc"
 [metrics]
   address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$node_dir/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$registry/pause:3.4.1"
   stream_server_address = "127.0.0.1"
@@ -466,6 +473,9 @@ EOF
     "ipMasq": false,
     "hairpinMode": false,
     "ipam": {"type": "host-local", "dataDir": "$node_dir/cni/ipam", "ranges": [[{"subnet": "$POD_SUBNET"}]]}
+  }, {
+    "type": "tuning",
+    "sysctl": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
   }]
 }
 EOF
@@ -525,7 +535,7 @@ start_registry() {
   launch registry serve "$node_dir/registry.yml"
 }
 
-registry_up() { curl -fsS --max-time 2 "http://$registry/v2/" >/dev/null; }
+registry_up() { curl --noproxy '*' -fsS --max-time 2 "http://$registry/v2/" >/dev/null; }
 
 push_images() {
   local images=$cache/image
@@ -566,11 +576,26 @@ start_containerd() {
 
 containerd_up() { "$bin/ctr" --address "$containerd_sock" version; }
 
+# The pods' bridge, made before the CNI plugin would: no address of the host's on it, not
+# even an IPv6 link-local one (and the pods have IPv6 off: the tuning plugin).
+make_bridge() {
+  ip link show "$bridge" >/dev/null 2>&1 || ip link add "$bridge" type bridge
+  ip link set "$bridge" addrgenmode none 2>/dev/null || true
+  if [[ -w /proc/sys/net/ipv6/conf/$bridge/disable_ipv6 ]]; then
+    echo 1 >"/proc/sys/net/ipv6/conf/$bridge/disable_ipv6"
+  fi
+  ip link set "$bridge" up
+}
+
 start_kubelet() {
   ports_of=("$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT")
   node_files
   make_cgroup_root
-  launch kubelet \
+  make_bridge
+  mkdir -p "$node_dir/log"
+  # the patched kubelet (kubelet_local_patch.py): pod logs under RUN_DIR/node/log, and the
+  # machine's kernel settings left alone
+  TJF_KUBELET_LOG_ROOT=$node_dir/log TJF_KUBELET_KEEP_SYSCTLS=1 launch kubelet \
     --config="$node_dir/kubelet.yaml" \
     --kubeconfig="$run_dir/kubelet.kubeconfig" \
     --container-runtime=remote \
@@ -584,7 +609,7 @@ start_kubelet() {
     --v=1
 }
 
-kubelet_healthy() { [[ $(curl -fsS --max-time 2 "http://$host:$KUBELET_HEALTHZ_PORT/healthz") == ok ]]; }
+kubelet_healthy() { [[ $(curl --noproxy '*' -fsS --max-time 2 "http://$host:$KUBELET_HEALTHZ_PORT/healthz") == ok ]]; }
 node_ready() {
   admin_curl "$kube_url/api/v1/nodes/$NODE_NAME" |
     python3 -c 'import json,sys; n=json.load(sys.stdin); sys.exit(0 if any(c["type"]=="Ready" and c["status"]=="True" for c in n["status"]["conditions"]) else 1)'

@@ -11,8 +11,7 @@
 # Stopping containerd first ends every pod it runs: their tasks are killed and deleted through
 # containerd's API, then whatever is still in the node's cgroups (/sys/fs/cgroup/*/tjf-<id>)
 # is killed by PID; after containerd the node's mounts under RUN_DIR/node are unmounted,
-# its cgroups removed, its bridge deleted and its pod log directories in /var/log/pods
-# removed. Then leftovers.sh checks that none of it is left (exit 1 if something is).
+# its cgroups removed and its bridge deleted (pod logs live under RUN_DIR/node/log). Then leftovers.sh checks that none of it is left (exit 1 if something is).
 # The RUN_DIR (PKI, ports, etcd data) is kept, so start.sh RUN_DIR restarts the cluster.
 # --purge (only when stopping everything) also deletes the etcd data, which lives in
 # /dev/shm when available; delete RUN_DIR yourself afterwards if you want it gone.
@@ -128,6 +127,18 @@ end_pods() {
   [[ -z $ids ]] || log "ended $(wc -w <<<"$ids") containerd tasks"
 }
 
+# shims_of SOCKET: PIDs of containerd shims whose -address argument is exactly SOCKET.
+shims_of() {
+  local f pid
+  for f in /proc/[0-9]*/cmdline; do
+    pid=${f#/proc/}
+    pid=${pid%/cmdline}
+    tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF -- "$1" &&
+      tr '\0' '\n' <"$f" 2>/dev/null | head -n1 | grep -q 'containerd-shim' && echo "$pid"
+  done
+  return 0
+}
+
 # clean_node: after containerd is gone, remove what the node made outside its processes.
 clean_node() {
   local pids pid m i uid d n=0
@@ -135,7 +146,7 @@ clean_node() {
   # Processes still in the node's cgroups (containers whose shim died), and its shims.
   for i in 1 2 3; do
     pids=$(find /sys/fs/cgroup/pids/"tjf-$NODE_ID" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u) || true
-    pids+=" $(pgrep -f -- "-address $containerd_sock" 2>/dev/null || true)"
+    pids+=" $(shims_of "$containerd_sock")"
     [[ -n ${pids// /} ]] || break
     for pid in $pids; do kill -KILL "$pid" 2>/dev/null && n=$((n + 1)) || true; done
     sleep 0.3
@@ -146,15 +157,6 @@ clean_node() {
   while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
   done < <(awk -v p="$node_dir/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-)
-  # The pods' log directories (kubelet v1.20 writes them to /var/log/pods, a fixed path).
-  if [[ -d $node_dir/kubelet/pods ]]; then
-    for uid in $(ls "$node_dir/kubelet/pods"); do
-      for d in /var/log/pods/*_"$uid"; do [[ -d $d ]] && rm -rf -- "$d"; done
-    done
-  fi
-  for d in /var/log/containers/*.log; do
-    [[ -L $d && ! -e $d ]] && rm -f -- "$d"
-  done
   # Cgroups, deepest first.
   for d in /sys/fs/cgroup/*/"tjf-$NODE_ID"; do
     [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
