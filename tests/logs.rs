@@ -425,3 +425,88 @@ async fn the_real_clis_and_the_rust_cli_print_a_job_s_container_logs() {
         );
     }
 }
+
+#[tokio::test]
+async fn odd_bytes_a_window_before_the_last_lines_and_no_lines_asked_for() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    let tool = "clog-bob";
+    provision(&pki, tool);
+    let gw = start_gateway_retrying(&pki, &[]);
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    flush(&client, &gw, tool).await;
+    // a byte that is no UTF-8, then an early line, a pause and many late lines
+    run(
+        &client,
+        &gw,
+        tool,
+        json!({"name": "chat", "imagename": "bookworm",
+        "cmd": "printf 'odd \\377 byte\\n'; echo early; sleep 3; for i in $(seq 1 30); do echo late $i; done"}),
+    )
+    .await;
+    let entries = logs_until(&client, &gw, tool, "chat", 32).await;
+    let all = messages(&entries);
+    assert_eq!(
+        all.last().map(String::as_str),
+        Some("odd \u{fffd} byte"),
+        "{all:?}"
+    );
+    // `until` just after the early lines, with lines=1: the last line before it, not nothing
+    let early = entries
+        .iter()
+        .find(|e| e["message"] == "early")
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    let when = chrono::DateTime::parse_from_rfc3339(early["datetime"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let until = (when + chrono::Duration::seconds(1)).to_rfc3339();
+    let url = reqwest::Url::parse_with_params(
+        &gw.direct_url(&format!("/logs/v1/tool/{tool}/job/chat/logs")),
+        &[
+            ("lines", "1"),
+            ("until", until.as_str()),
+            ("direction", "newest_first"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = call(client.get(url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        messages(
+            body["data"]["logs"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        ),
+        ["early"],
+        "{body}"
+    );
+    // lines=0 asks for none: an empty page, not "no logs"
+    let (status, body) =
+        call(client.get(gw.direct_url(&format!("/logs/v1/tool/{tool}/job/chat/logs?lines=0"))))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["logs"], json!([]), "{body}");
+    // a followed stream with an `until` in the past ends at once, after the lines before it
+    let resp = follow_logs(
+        &client,
+        reqwest::Url::parse_with_params(
+            &gw.direct_url(&format!("/logs/v1/tool/{tool}/job/chat/logs_stream")),
+            &[("until", until.as_str())],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string(),
+    )
+    .await;
+    let t0 = Instant::now();
+    let seen = read_stream(resp, 30, |_| false).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "the stream did not end at until"
+    );
+    assert_eq!(
+        messages(&seen).last().map(String::as_str),
+        Some("early"),
+        "{seen:?}"
+    );
+}

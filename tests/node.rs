@@ -394,3 +394,30 @@ async fn a_job_over_its_memory_quota_reports_the_quota_message_of_the_controller
     );
     assert!(t.pods("big").await.is_empty(), "no pod was admitted");
 }
+
+#[tokio::test]
+async fn a_pod_has_no_route_out_and_no_ipv6() {
+    let t = Tool::new("net-alice").await;
+    t.run(json!({"name": "net", "imagename": "bookworm", "filelog": true,
+        "cmd": "cat /proc/net/route; echo ---; cat /proc/net/if_inet6; echo ---; python3 -c \"import socket; s=socket.socket(); s.settimeout(3); print(s.connect_ex(('198.51.100.7', 80)))\""}))
+    .await;
+    t.until("net", 90, |j| short(j) == "succeeded").await;
+    let out = std::fs::read_to_string(t.home().join("net.out")).unwrap_or_else(|e| panic!("{e}"));
+    let parts: Vec<&str> = out.split("---\n").collect();
+    assert_eq!(parts.len(), 3, "{out}");
+    // the routing table: the pods' own subnet only, no default route (destination 0)
+    let routes: Vec<Vec<&str>> = parts[0]
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(!routes.is_empty(), "{out}");
+    assert!(
+        routes.iter().all(|r| r.get(1) != Some(&"00000000")),
+        "a default route in the pod: {out}"
+    );
+    // IPv6 is off in the pod: no address at all, not even link-local
+    assert_eq!(parts[1].trim(), "", "IPv6 addresses in the pod: {out}");
+    // a connection to an address outside fails at once: the network is unreachable (101)
+    assert_eq!(parts[2].trim(), "101", "{out}");
+}

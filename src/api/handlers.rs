@@ -632,10 +632,13 @@ async fn container_log_response(
         None
     };
     let rt = runtime(state, caller).await?;
+    let started = Utc::now();
     let read = podlogs::read(&rt, name, lines, since, until).await?;
     match slot {
         None => {
-            if read.is_empty() {
+            // nothing to show is the real server's 404; none asked for (lines=0) is an
+            // empty reply, as for file logs
+            if read.is_empty() && lines > 0 {
                 return Err(no_logs_available(name));
             }
             let mut out = String::new();
@@ -648,6 +651,7 @@ async fn container_log_response(
             rt,
             name.to_string(),
             read,
+            (lines == 0).then_some(started),
             since,
             until,
             with_container,

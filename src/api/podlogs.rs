@@ -8,7 +8,7 @@
 //! away, the gateway shuts down, or [`FOLLOW_LIMIT`] has passed; per tool only
 //! `JOBS_GATEWAY_MAX_LOG_FOLLOWS` are open at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,8 +26,8 @@ use crate::jobs::runtime::ToolRuntime;
 
 /// Most pods whose logs one request reads (the newest ones).
 pub const MAX_PODS: usize = 20;
-/// Most bytes read from one container's log for a reply without `follow`.
-const MAX_LOG_BYTES: i64 = 8 * 1024 * 1024;
+/// Containers whose logs one request reads at once.
+const PARALLEL_READS: usize = 4;
 /// How long a followed log stream stays open at most.
 pub const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
 /// How often a followed stream looks for new pods of the job (a restart, a new replica).
@@ -83,25 +83,61 @@ fn nothing_there(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 400)
 }
 
-fn lines_of(text: &str, pod: &str, container: &str, after: Option<DateTime<Utc>>) -> Vec<PodLine> {
-    text.lines()
-        .filter_map(podlogs::parse_line)
-        .filter(|(time, _)| after.is_none_or(|a| *time > a))
-        .map(|(time, message)| PodLine {
-            time,
-            pod: pod.to_string(),
-            container: container.to_string(),
-            message: podlogs::capped(message),
-        })
-        .collect()
-}
-
 fn since_seconds(since: Option<DateTime<Utc>>) -> Option<i64> {
     since.map(|s| (Utc::now() - s).num_seconds().max(0) + 1)
 }
 
+/// A container's last `lines` lines within `since`..=`until`, oldest first. Read as a stream of
+/// bytes: any byte is accepted (decoded lossily), lines are capped, and at most `lines` of them
+/// are kept, so memory stays at most `lines` capped lines however long the log is.
+async fn read_container(
+    rt: &ToolRuntime,
+    pod: &str,
+    container: &str,
+    lines: usize,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<Vec<PodLine>, kube::Error> {
+    let lp = LogParams {
+        container: Some(container.to_string()),
+        timestamps: true,
+        // without `until` the kubelet's own tail is what is wanted; with it, the lines after
+        // `until` must not push the wanted ones out of the tail, so all from `since` are read
+        tail_lines: until.is_none().then_some(lines as i64),
+        since_seconds: since_seconds(since),
+        ..LogParams::default()
+    };
+    let mut reader = rt.pod_log_stream(pod, &lp).await?;
+    let mut kept = VecDeque::new();
+    let line_max = crate::jobs::logs::MAX_LINE_BYTES + 64;
+    // a stream cut short keeps what was read
+    while let Ok(Some(raw)) = bounded_line(&mut reader, line_max).await {
+        let text = String::from_utf8_lossy(&raw);
+        let Some((time, message)) = podlogs::parse_line(&text) else {
+            continue;
+        };
+        if since.is_some_and(|s| time < s) {
+            continue;
+        }
+        if until.is_some_and(|u| time > u) {
+            break;
+        }
+        kept.push_back(PodLine {
+            time,
+            pod: pod.to_string(),
+            container: container.to_string(),
+            message: podlogs::capped(message),
+        });
+        if kept.len() > lines {
+            kept.pop_front();
+        }
+    }
+    Ok(kept.into())
+}
+
 /// The last `lines` lines of every started container of the job's pods, oldest first,
-/// within `since`..`until`.
+/// within `since`..=`until`. A container that cannot be read is left out (and logged);
+/// only when every read fails is that the answer.
 pub async fn read(
     rt: &ToolRuntime,
     job: &str,
@@ -110,30 +146,41 @@ pub async fn read(
     until: Option<DateTime<Utc>>,
 ) -> Result<Vec<PodLine>, ApiError> {
     let pods = pods_of(rt, job).await?;
-    let reads = pods.iter().flat_map(|pod| {
-        let name = pod_name(pod);
-        started_containers(pod).into_iter().map(move |c| {
-            let name = name.clone();
-            async move {
-                let lp = LogParams {
-                    container: Some(c.clone()),
-                    timestamps: true,
-                    tail_lines: Some(lines as i64),
-                    since_seconds: since_seconds(since),
-                    limit_bytes: Some(MAX_LOG_BYTES),
-                    ..LogParams::default()
-                };
-                match rt.pod_log(&name, &lp).await {
-                    Ok(text) => Ok(lines_of(&text, &name, &c, since)),
-                    Err(e) if nothing_there(&e) => Ok(Vec::new()),
-                    Err(e) => Err(from_kube(&e, "read the job's logs")),
-                }
-            }
+    let targets: Vec<(String, String)> = pods
+        .iter()
+        .flat_map(|pod| {
+            let name = pod_name(pod);
+            started_containers(pod)
+                .into_iter()
+                .map(move |c| (name.clone(), c))
         })
-    });
+        .collect();
+    let results: Vec<Result<Vec<PodLine>, kube::Error>> = futures::stream::iter(targets)
+        .map(|(pod, c)| {
+            let rt = rt.clone();
+            async move { read_container(&rt, &pod, &c, lines, since, until).await }
+        })
+        .buffer_unordered(PARALLEL_READS)
+        .collect()
+        .await;
     let mut all = Vec::new();
-    for r in futures::future::join_all(reads).await {
-        all.extend(r?);
+    let mut failed = None;
+    let mut read_any = false;
+    for r in results {
+        match r {
+            Ok(lines) => {
+                read_any = true;
+                all.extend(lines);
+            }
+            Err(e) if nothing_there(&e) => read_any = true,
+            Err(e) => {
+                tracing::info!(job, error = %e, "a container's log could not be read");
+                failed = Some(e);
+            }
+        }
+    }
+    if let (false, Some(e)) = (read_any, failed) {
+        return Err(from_kube(&e, "read the job's logs"));
     }
     Ok(podlogs::merge(all, until, lines))
 }
@@ -234,6 +281,21 @@ async fn bounded_line<R: futures::AsyncBufRead + Unpin>(
     }
 }
 
+/// Whether a container of a pod that does not restart it has terminated, or the pod is gone.
+async fn container_done(rt: &ToolRuntime, pod: &str, container: &str) -> bool {
+    match rt.pod(pod).await {
+        Ok(p) => p
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|cs| cs.into_iter().find(|c| c.name == container))
+            .and_then(|c| c.state)
+            .is_none_or(|state| state.terminated.is_some()),
+        Err(kube::Error::Api(s)) if s.code == 404 => true,
+        // unknown: try again at the next turn
+        Err(_) => false,
+    }
+}
+
 /// Follows one container: its current run, and the next ones of a pod that restarts its
 /// containers, until the pod is gone or `tx` is closed. Lines at or before `after` were sent.
 #[allow(clippy::too_many_arguments)]
@@ -249,6 +311,16 @@ async fn follow_container(
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
     let line_max = crate::jobs::logs::MAX_LINE_BYTES + 64;
+    // the stream ends at `until`, whether or not a line comes
+    let until_at = until
+        .map(|u| tokio::time::Instant::now() + (u - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+    let until_passed = async move {
+        match until_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_passed);
     loop {
         let from = after.or(since);
         let lp = LogParams {
@@ -263,13 +335,17 @@ async fn follow_container(
                 let line = tokio::select! {
                     l = bounded_line(&mut reader, line_max) => l,
                     _ = tx.closed() => return,
+                    _ = &mut until_passed => return,
                 };
                 let Ok(Some(raw)) = line else { break };
                 let text = String::from_utf8_lossy(&raw);
                 let Some((time, message)) = podlogs::parse_line(&text) else {
                     continue;
                 };
-                if after.is_some_and(|a| time <= a) || until.is_some_and(|u| time > u) {
+                if until.is_some_and(|u| time > u) {
+                    return; // a container's lines come in time order
+                }
+                if after.is_some_and(|a| time <= a) || since.is_some_and(|s| time < s) {
                     continue;
                 }
                 after = Some(time);
@@ -291,24 +367,32 @@ async fn follow_container(
             Err(e) if nothing_there(&e) => {}
             Err(_) => {}
         }
-        // the container stopped: a pod that restarts it runs it again (continuous jobs)
-        if !restarts || until.is_some_and(|u| Utc::now() > u) {
+        // the stream ended: a pod that restarts its container runs it again (continuous
+        // jobs); one that does not is done once its container has terminated (a stream can
+        // also end because a connection was cut while the container still runs)
+        if until.is_some_and(|u| Utc::now() > u) {
+            return;
+        }
+        if !restarts && container_done(&rt, &pod, &container).await {
             return;
         }
         tokio::select! {
             _ = tokio::time::sleep(POD_POLL) => {}
             _ = tx.closed() => return,
+            _ = &mut until_passed => return,
         }
     }
 }
 
 /// A followed stream: first the lines already read (`initial`, oldest first), then new lines
-/// of every pod of the job as they come, new pods included.
+/// of every pod of the job as they come, new pods included. `floor`: lines up to this time
+/// were not asked for (a request for no past lines), whatever `initial` holds.
 #[allow(clippy::too_many_arguments)]
 pub fn follow(
     rt: ToolRuntime,
     job: String,
     initial: Vec<PodLine>,
+    floor: Option<DateTime<Utc>>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     with_container: bool,
@@ -324,7 +408,7 @@ pub fn follow(
     }
     // a container with no line among the initial ones had none newer than the newest of them
     // (the initial lines are the newest of all pods): it is followed from that time on
-    let newest_initial = initial.last().map(|l| l.time);
+    let newest_initial = initial.last().map(|l| l.time).or(floor);
     tokio::spawn(async move {
         let _slot = slot;
         let deadline = tokio::time::Instant::now() + FOLLOW_LIMIT;
@@ -334,7 +418,19 @@ pub fn follow(
         let mut readers = tokio::task::JoinSet::new();
         let mut following: HashSet<(String, String)> = HashSet::new();
         loop {
-            if let Ok(pods) = pods_of(&rt, &job).await {
+            let past_until = until.is_some_and(|u| Utc::now() > u);
+            let listed = if past_until {
+                Ok(Vec::new()) // no new readers after `until`; the running ones end by themselves
+            } else {
+                pods_of(&rt, &job).await
+            };
+            if let Err(e) = &listed {
+                // the tool's credentials are refused now: the stream ends
+                if e.status == StatusCode::FORBIDDEN || e.status == StatusCode::UNAUTHORIZED {
+                    break;
+                }
+            }
+            if let Ok(pods) = listed {
                 for pod in &pods {
                     let name = pod_name(pod);
                     let restarts = pod
@@ -363,7 +459,7 @@ pub fn follow(
             }
             // a finished reader is forgotten only when its pod is gone, so it is not re-read
             while readers.try_join_next().is_some() {}
-            if until.is_some_and(|u| Utc::now() > u) && readers.is_empty() {
+            if past_until && readers.is_empty() {
                 break;
             }
             tokio::select! {

@@ -526,9 +526,9 @@ impl ToolRuntime {
             .await
     }
 
-    /// A container's log (`pods/log`), whole, as the kubelet serves it.
-    pub async fn pod_log(&self, pod: &str, lp: &LogParams) -> Result<String, kube::Error> {
-        crate::metrics::kube_call("get", "pods/log", self.api::<Pod>().logs(pod, lp)).await
+    /// One pod of the tool's namespace.
+    pub async fn pod(&self, name: &str) -> Result<Pod, kube::Error> {
+        crate::metrics::kube_call("get", "pods", self.api::<Pod>().get(name)).await
     }
 
     /// A container's log as a stream of bytes (with `follow`, open until the container
