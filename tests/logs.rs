@@ -114,9 +114,11 @@ async fn a_one_off_job_s_container_output_is_served_by_every_logs_route() {
         &gw,
         tool,
         json!({"name": "say", "imagename": "bookworm",
-        "cmd": "for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2"}),
+        "cmd": "for i in 1 2 3 4 5; do echo line $i; done; sleep 1.5; echo oops >&2"}),
     )
     .await;
+    // (stdout and stderr are two pipes, timed as containerd reads them: the pause before the
+    // stderr line is what orders it after the others)
     let entries = logs_until(&client, &gw, tool, "say", 6).await;
     assert_eq!(
         messages(&entries),
