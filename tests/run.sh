@@ -28,9 +28,11 @@ export TJF_PY_TOOLS=$py_tools/bin/python
 run_dir=${TJF_TEST_RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/jobs-gateway-test.XXXXXX")}
 cleanup() {
   local rc=$? stopped=0
-  # stop.sh ends with leftovers.sh's verdict: containers, mounts, cgroups, bridge, pod logs
+  # stop.sh ends with leftovers.sh's verdict (containers, mounts, cgroups, bridge): exit 1
+  # when something of the node is left
   bash "$here/cluster/stop.sh" "$run_dir" --purge >"$run_dir.stop.log" 2>&1 || stopped=$?
-  tail -n 3 "$run_dir.stop.log" >&2
+  # quiet when clean, so that the run ends with the test runner's summary
+  ((stopped == 0)) || tail -n 12 "$run_dir.stop.log" >&2
   rm -f "$run_dir.stop.log"
   if ((stopped == 0)) && [[ -z ${TJF_TEST_RUN_DIR:-} ]]; then rm -rf --one-file-system -- "$run_dir"; fi
   if ((rc == 0 && stopped != 0)); then
