@@ -57,6 +57,19 @@ async fn run(client: &reqwest::Client, gw: &Gateway, tool: &str, mut job: Value)
     assert_eq!(status, 201, "{job} → {body}");
 }
 
+/// A provisioned tool with its own gateway and a client with its certificate, its jobs of
+/// earlier runs deleted. The `Pki` holds the tool's home: keep it while the test runs.
+async fn fresh_tool(tool: &str, env: &[(&str, &str)]) -> (Pki, Gateway, reqwest::Client) {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, tool);
+    let gw = start_gateway_retrying(&pki, env);
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    flush(&client, &gw, tool).await;
+    (pki, gw, client)
+}
+
 /// Deletes the tool's jobs of earlier runs.
 async fn flush(client: &reqwest::Client, gw: &Gateway, tool: &str) {
     let (status, body) =
@@ -101,14 +114,8 @@ async fn read_stream(
 
 #[tokio::test]
 async fn a_one_off_job_s_container_output_is_served_by_every_logs_route() {
-    let cluster = cluster();
-    let pki = Pki::new(&cluster);
     let tool = "clog-alice";
-    provision(&pki, tool);
-    let gw = start_gateway_retrying(&pki, &[]);
-    let (c, k) = pki.tool_cert(tool);
-    let client = https(&cluster.ca, Some((&c, &k)));
-    flush(&client, &gw, tool).await;
+    let (_pki, gw, client) = fresh_tool(tool, &[]).await;
     run(
         &client,
         &gw,
@@ -253,14 +260,8 @@ async fn a_one_off_job_s_container_output_is_served_by_every_logs_route() {
 
 #[tokio::test]
 async fn a_continuous_job_is_followed_across_replicas_and_a_restart() {
-    let cluster = cluster();
-    let pki = Pki::new(&cluster);
     let tool = "follow-alice";
-    provision(&pki, tool);
-    let gw = start_gateway_retrying(&pki, &[("JOBS_GATEWAY_MAX_LOG_FOLLOWS", "2")]);
-    let (c, k) = pki.tool_cert(tool);
-    let client = https(&cluster.ca, Some((&c, &k)));
-    flush(&client, &gw, tool).await;
+    let (_pki, gw, client) = fresh_tool(tool, &[("JOBS_GATEWAY_MAX_LOG_FOLLOWS", "2")]).await;
     run(&client, &gw, tool, json!({"name": "ticker", "imagename": "bookworm", "continuous": true,
         "replicas": 3, "cmd": "i=0; while true; do echo \"tick $i from $HOSTNAME\"; i=$((i+1)); sleep 1; done"}))
     .await;
@@ -430,14 +431,8 @@ async fn the_real_clis_and_the_rust_cli_print_a_job_s_container_logs() {
 
 #[tokio::test]
 async fn odd_bytes_a_window_before_the_last_lines_and_no_lines_asked_for() {
-    let cluster = cluster();
-    let pki = Pki::new(&cluster);
     let tool = "clog-bob";
-    provision(&pki, tool);
-    let gw = start_gateway_retrying(&pki, &[]);
-    let (c, k) = pki.tool_cert(tool);
-    let client = https(&cluster.ca, Some((&c, &k)));
-    flush(&client, &gw, tool).await;
+    let (_pki, gw, client) = fresh_tool(tool, &[]).await;
     // a byte that is no UTF-8, then an early line, a pause and many late lines
     run(
         &client,
