@@ -26,6 +26,45 @@ fn replica_env() -> Vec<(&'static str, &'static str)> {
 }
 
 /// The sum of one counter over its label sets in a gateway's /metrics.
+/// One tool served by two gateway processes (replicas) over the same homes, and its client.
+/// Fields drop in order: the gateways stop before the homes (in `pki`) go.
+struct TwoReplicas {
+    a: Gateway,
+    b: Gateway,
+    client: reqwest::Client,
+    #[allow(dead_code)]
+    pki: Pki,
+}
+
+impl TwoReplicas {
+    /// `slot`: `JOBS_GATEWAY_CREATION_SLOT`, when given.
+    fn new(tool: &str, slot: Option<&'static str>) -> Self {
+        let cluster = cluster();
+        let pki = Pki::new(&cluster);
+        provision(&pki, tool);
+        let mut env = replica_env();
+        if let Some(slot) = slot {
+            env.push(("JOBS_GATEWAY_CREATION_SLOT", slot));
+        }
+        let a = start_gateway_retrying(&pki, &env);
+        let b = start_gateway_retrying(&pki, &env);
+        let (c, k) = pki.tool_cert(tool);
+        let client = https(&cluster.ca, Some((&c, &k)));
+        Self { a, b, client, pki }
+    }
+
+    /// Flushes the tool's jobs, then warms both replicas (the tool's credentials loaded, a
+    /// connection to the apiserver open), so that their creates really overlap.
+    async fn flush_and_warm(&self) {
+        let (status, body) = call(self.client.delete(self.a.direct_url("/api/v1/flush/"))).await;
+        assert_eq!(status, 200, "{body}");
+        for gw in [&self.a, &self.b] {
+            let (status, body) = call(self.client.get(gw.direct_url("/api/v1/list/"))).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+}
+
 async fn counter(gw: &Gateway, name: &str) -> f64 {
     metrics_text(gw)
         .await
@@ -98,25 +137,12 @@ async fn forty_parallel_runs_without_the_in_process_slot_make_exactly_the_quota(
 
 async fn forty_parallel_runs(tool: &str, slot: &'static str) {
     let cluster = cluster();
-    let pki = Pki::new(&cluster);
-    provision(&pki, tool);
-    let mut env = replica_env();
-    env.push(("JOBS_GATEWAY_CREATION_SLOT", slot));
-    let a = start_gateway_retrying(&pki, &env);
-    let b = start_gateway_retrying(&pki, &env);
-    let (c, k) = pki.tool_cert(tool);
-    let client = https(&cluster.ca, Some((&c, &k)));
-    let (status, body) = call(client.delete(a.direct_url("/api/v1/flush/"))).await;
-    assert_eq!(status, 200, "{body}");
-    // both replicas warm (the tool's credentials loaded, a connection to the apiserver open),
-    // so that their creates really overlap
-    for gw in [&a, &b] {
-        let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
-        assert_eq!(status, 200, "{body}");
-    }
+    let r = TwoReplicas::new(tool, Some(slot));
+    r.flush_and_warm().await;
+    let (a, b, client) = (&r.a, &r.b, &r.client);
 
     let runs = (0..40).map(|i| {
-        let gw = if i % 2 == 0 { &a } else { &b };
+        let gw = if i % 2 == 0 { a } else { b };
         let req = client
             .post(gw.direct_url("/api/v1/run/"))
             .json(&json!({"name": format!("r{i}"), "imagename": "bookworm", "cmd": "sleep 1000"}));
@@ -163,8 +189,8 @@ async fn forty_parallel_runs(tool: &str, slot: &'static str) {
     let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
     pods_settle_to(&pods, &jobs, QUOTA).await;
 
-    let undone = counter(&a, "jobs_gateway_creates_undone_total").await
-        + counter(&b, "jobs_gateway_creates_undone_total").await;
+    let undone = counter(a, "jobs_gateway_creates_undone_total").await
+        + counter(b, "jobs_gateway_creates_undone_total").await;
     eprintln!("slot {slot}: creates undone after a parallel create came first: {undone}");
     if slot == "off" {
         assert!(
@@ -174,7 +200,7 @@ async fn forty_parallel_runs(tool: &str, slot: &'static str) {
     }
 
     // the next run, on either replica, is refused as before
-    for gw in [&a, &b] {
+    for gw in [a, b] {
         let (status, body) = call(
             client
                 .post(gw.direct_url("/api/v1/run/"))
@@ -190,14 +216,9 @@ async fn forty_parallel_runs(tool: &str, slot: &'static str) {
 #[tokio::test]
 async fn one_job_name_raced_as_two_kinds_on_two_replicas_exists_once() {
     let cluster = cluster();
-    let pki = Pki::new(&cluster);
     let tool = "replicas-name";
-    provision(&pki, tool);
-    let env = replica_env();
-    let a = start_gateway_retrying(&pki, &env);
-    let b = start_gateway_retrying(&pki, &env);
-    let (c, k) = pki.tool_cert(tool);
-    let client = https(&cluster.ca, Some((&c, &k)));
+    let r = TwoReplicas::new(tool, None);
+    let (a, b, client) = (&r.a, &r.b, &r.client);
     let admin = admin(&cluster);
     let ns = format!("tool-{tool}");
     let jobs = Api::<Job>::namespaced(admin.clone(), &ns);
@@ -246,23 +267,12 @@ async fn one_job_name_raced_as_two_kinds_on_two_replicas_exists_once() {
 #[tokio::test]
 async fn continuous_and_scheduled_jobs_raced_over_two_replicas_stay_within_their_quotas() {
     let cluster = cluster();
-    let pki = Pki::new(&cluster);
     let tool = "replicas-kinds";
-    provision(&pki, tool);
-    let mut env = replica_env();
-    env.push(("JOBS_GATEWAY_CREATION_SLOT", "off"));
-    let a = start_gateway_retrying(&pki, &env);
-    let b = start_gateway_retrying(&pki, &env);
-    let (c, k) = pki.tool_cert(tool);
-    let client = https(&cluster.ca, Some((&c, &k)));
-    let (status, body) = call(client.delete(a.direct_url("/api/v1/flush/"))).await;
-    assert_eq!(status, 200, "{body}");
-    for gw in [&a, &b] {
-        let (status, body) = call(client.get(gw.direct_url("/api/v1/list/"))).await;
-        assert_eq!(status, 200, "{body}");
-    }
+    let r = TwoReplicas::new(tool, Some("off"));
+    r.flush_and_warm().await;
+    let (a, b, client) = (&r.a, &r.b, &r.client);
     let runs = (0..24).map(|i| {
-        let gw = if i % 2 == 0 { &a } else { &b };
+        let gw = if i % 2 == 0 { a } else { b };
         let body = if i % 4 < 2 {
             json!({"name": format!("c{i}"), "imagename": "bookworm", "cmd": "sleep 1000", "continuous": true})
         } else {
