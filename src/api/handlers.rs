@@ -661,9 +661,6 @@ async fn container_log_response(
     }
 }
 
-/// How long a followed log stream stays open at most.
-const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
-
 /// The route a log request came by: the shape of its entries and the words of its errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogRoute {
@@ -736,7 +733,7 @@ pub async fn log_response(
         (
             Some(first),
             offsets,
-            tokio::time::Instant::now() + FOLLOW_LIMIT,
+            tokio::time::Instant::now() + podlogs::FOLLOW_LIMIT,
         ),
         move |(first, mut offsets, until)| {
             let store = store.clone();

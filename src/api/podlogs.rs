@@ -28,7 +28,7 @@ use crate::jobs::runtime::ToolRuntime;
 pub const MAX_PODS: usize = 20;
 /// Containers whose logs one request reads at once.
 const PARALLEL_READS: usize = 4;
-/// How long a followed log stream stays open at most.
+/// How long a followed log stream (file or container logs) stays open at most.
 pub const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
 /// How often a followed stream looks for new pods of the job (a restart, a new replica).
 const POD_POLL: Duration = Duration::from_secs(2);
