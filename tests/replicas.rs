@@ -4,11 +4,12 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Event, Pod, ReplicationController};
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
@@ -25,7 +26,6 @@ fn replica_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// The sum of one counter over its label sets in a gateway's /metrics.
 /// One tool served by two gateway processes (replicas) over the same homes, and its client.
 /// Fields drop in order: the gateways stop before the homes (in `pki`) go.
 struct TwoReplicas {
@@ -37,15 +37,13 @@ struct TwoReplicas {
 }
 
 impl TwoReplicas {
-    /// `slot`: `JOBS_GATEWAY_CREATION_SLOT`, when given.
-    fn new(tool: &str, slot: Option<&'static str>) -> Self {
+    /// `extra`: settings of both gateways besides [`replica_env`]'s.
+    fn new(tool: &str, extra: &[(&'static str, &'static str)]) -> Self {
         let cluster = cluster();
         let pki = Pki::new(&cluster);
         provision(&pki, tool);
         let mut env = replica_env();
-        if let Some(slot) = slot {
-            env.push(("JOBS_GATEWAY_CREATION_SLOT", slot));
-        }
+        env.extend_from_slice(extra);
         let a = start_gateway_retrying(&pki, &env);
         let b = start_gateway_retrying(&pki, &env);
         let (c, k) = pki.tool_cert(tool);
@@ -65,6 +63,7 @@ impl TwoReplicas {
     }
 }
 
+/// The sum of one counter over its label sets in a gateway's /metrics.
 async fn counter(gw: &Gateway, name: &str) -> f64 {
     metrics_text(gw)
         .await
@@ -74,9 +73,24 @@ async fn counter(gw: &Gateway, name: &str) -> f64 {
         .fold(0.0, |a, b| a + b)
 }
 
-/// Waits until the namespace's pods are exactly those of `jobs` (one each), then checks that
-/// it stays so for a moment: no pod of an undone job is left behind.
-async fn pods_settle_to(pods: &Api<Pod>, jobs: &Api<Job>, expected: usize) {
+/// Seconds since the epoch; with a second's margin, so that objects made at the start of a
+/// test are after its `epoch_now()`.
+fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 - 1)
+        .unwrap_or(0)
+}
+
+fn made_since(meta: &kube::api::ObjectMeta, since: i64) -> bool {
+    meta.creation_timestamp
+        .as_ref()
+        .is_none_or(|t| t.0.as_second() >= since)
+}
+
+/// Waits until the namespace's pods made since `since` (a rerun's flushed pods may linger)
+/// are exactly those of `jobs` (one each): no pod of an undone job is left behind.
+async fn pods_settle_to(pods: &Api<Pod>, jobs: &Api<Job>, expected: usize, since: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let job_uids: BTreeSet<String> = jobs
@@ -87,11 +101,14 @@ async fn pods_settle_to(pods: &Api<Pod>, jobs: &Api<Job>, expected: usize) {
             .into_iter()
             .filter_map(|j| j.metadata.uid)
             .collect();
-        let pod_list = pods
+        let pod_list: Vec<Pod> = pods
             .list(&ListParams::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"))
-            .items;
+            .items
+            .into_iter()
+            .filter(|p| made_since(&p.metadata, since))
+            .collect();
         let owners: Vec<String> = pod_list
             .iter()
             .map(|p| {
@@ -123,6 +140,37 @@ async fn pods_settle_to(pods: &Api<Pod>, jobs: &Api<Job>, expected: usize) {
     }
 }
 
+/// A refused run never started its command: the job controller's pod-creation events name
+/// only the accepted jobs (an undone create was held, parallelism 0, until deleted).
+async fn no_pod_made_for_refused_jobs(admin: &kube::Client, ns: &str, jobs: &Api<Job>, since: i64) {
+    let job_uids: BTreeSet<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.uid)
+        .collect();
+    let events = Api::<Event>::namespaced(admin.clone(), ns)
+        .list(&ListParams::default().fields("involvedObject.kind=Job,reason=SuccessfulCreate"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .filter(|e| made_since(&e.metadata, since))
+        .collect::<Vec<_>>();
+    assert!(!events.is_empty(), "the accepted jobs' pods were created");
+    for e in &events {
+        let uid = e.involved_object.uid.clone().unwrap_or_default();
+        assert!(
+            job_uids.contains(&uid),
+            "a pod was created for job {:?} (uid {uid}), which is not one of the accepted jobs: {:?}",
+            e.involved_object.name,
+            e.message
+        );
+    }
+}
+
 #[tokio::test]
 async fn forty_parallel_runs_over_two_replicas_make_exactly_the_quota() {
     forty_parallel_runs("replicas-quota", "on").await;
@@ -137,8 +185,9 @@ async fn forty_parallel_runs_without_the_in_process_slot_make_exactly_the_quota(
 
 async fn forty_parallel_runs(tool: &str, slot: &'static str) {
     let cluster = cluster();
-    let r = TwoReplicas::new(tool, Some(slot));
+    let r = TwoReplicas::new(tool, &[("JOBS_GATEWAY_CREATION_SLOT", slot)]);
     r.flush_and_warm().await;
+    let since = epoch_now();
     let (a, b, client) = (&r.a, &r.b, &r.client);
 
     let runs = (0..40).map(|i| {
@@ -187,7 +236,8 @@ async fn forty_parallel_runs(tool: &str, slot: &'static str) {
         "the cluster holds exactly the accepted jobs, none of the refused ones"
     );
     let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
-    pods_settle_to(&pods, &jobs, QUOTA).await;
+    pods_settle_to(&pods, &jobs, QUOTA, since).await;
+    no_pod_made_for_refused_jobs(&admin, &ns, &jobs, since).await;
 
     let undone = counter(a, "jobs_gateway_creates_undone_total").await
         + counter(b, "jobs_gateway_creates_undone_total").await;
@@ -217,7 +267,7 @@ async fn forty_parallel_runs(tool: &str, slot: &'static str) {
 async fn one_job_name_raced_as_two_kinds_on_two_replicas_exists_once() {
     let cluster = cluster();
     let tool = "replicas-name";
-    let r = TwoReplicas::new(tool, None);
+    let r = TwoReplicas::new(tool, &[]);
     let (a, b, client) = (&r.a, &r.b, &r.client);
     let admin = admin(&cluster);
     let ns = format!("tool-{tool}");
@@ -268,7 +318,7 @@ async fn one_job_name_raced_as_two_kinds_on_two_replicas_exists_once() {
 async fn continuous_and_scheduled_jobs_raced_over_two_replicas_stay_within_their_quotas() {
     let cluster = cluster();
     let tool = "replicas-kinds";
-    let r = TwoReplicas::new(tool, Some("off"));
+    let r = TwoReplicas::new(tool, &[("JOBS_GATEWAY_CREATION_SLOT", "off")]);
     r.flush_and_warm().await;
     let (a, b, client) = (&r.a, &r.b, &r.client);
     let runs = (0..24).map(|i| {
@@ -330,5 +380,156 @@ async fn continuous_and_scheduled_jobs_raced_over_two_replicas_stay_within_their
         .collect();
     assert_eq!(crons, scheduled, "only the accepted scheduled jobs exist");
     let (status, body) = call(client.delete(b.direct_url("/api/v1/flush/"))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The tool's Jobs as stored: (name, held), held meaning created and not yet released.
+async fn stored_jobs(jobs: &Api<Job>) -> Vec<(String, bool)> {
+    jobs.list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .map(|j| {
+            let held = j
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("jobs.toolforge.org/held"));
+            (j.metadata.name.unwrap_or_default(), held)
+        })
+        .collect()
+}
+
+/// A replica killed (SIGKILL) in the middle of a burst of runs: every run it or the other
+/// replica accepted (200) is kept and runs; the objects its unfinished requests left behind
+/// (created held, never released) start no pod and are deleted by the next census on the
+/// surviving replica once older than the request timeout; the quota holds throughout.
+#[tokio::test]
+async fn killing_a_replica_mid_burst_loses_no_accepted_job_and_leaves_no_extra_one() {
+    let cluster = cluster();
+    let tool = "replicas-kill";
+    // a short request timeout: held objects older than it are taken for left behind
+    let mut r = TwoReplicas::new(
+        tool,
+        &[
+            ("JOBS_GATEWAY_CREATION_SLOT", "off"),
+            ("JOBS_GATEWAY_REQUEST_TIMEOUT_MS", "5000"),
+        ],
+    );
+    r.flush_and_warm().await;
+    let since = epoch_now();
+    let admin = admin(&cluster);
+    let ns = format!("tool-{tool}");
+    let jobs = Api::<Job>::namespaced(admin.clone(), &ns);
+
+    let runs = (0..40).map(|i| {
+        let gw = if i % 2 == 0 { &r.a } else { &r.b };
+        let req = r
+            .client
+            .post(gw.direct_url("/api/v1/run/"))
+            .json(&json!({"name": format!("k{i}"), "imagename": "bookworm", "cmd": "sleep 1000"}));
+        async move { (i, try_call(req).await) }
+    });
+    // kill replica a as soon as one of its jobs is seen held (created, not yet released):
+    // that request, and likely others, are then between their create and their release
+    let a_pid = r.a.pid();
+    let of_a = |name: &str| {
+        name.strip_prefix('k')
+            .and_then(|i| i.parse::<u32>().ok())
+            .is_some_and(|i| i % 2 == 0)
+    };
+    let killer = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !stored_jobs(&jobs)
+            .await
+            .iter()
+            .any(|(name, held)| *held && of_a(name))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        run_ok(Command::new("kill").arg("-KILL").arg(a_pid.to_string()));
+    };
+    let (results, ()) = tokio::join!(futures::future::join_all(runs), killer);
+    assert!(
+        r.a.wait_exit(Duration::from_secs(10)).is_some(),
+        "replica a was killed"
+    );
+
+    let mut accepted = BTreeSet::new();
+    let mut cut = 0;
+    for (i, result) in &results {
+        match result {
+            Ok((200, _)) => {
+                accepted.insert(format!("k{i}"));
+            }
+            Ok((403, body)) => {
+                let msg = body["message"].as_str().unwrap_or_default();
+                assert!(msg.contains("Job quota exceeded"), "run {i}: {msg}");
+            }
+            // replica a's requests in flight when it died
+            Err(_) if i % 2 == 0 => cut += 1,
+            other => panic!("run {i}: unexpected {other:?}"),
+        }
+    }
+    eprintln!("accepted {accepted:?}, {cut} requests cut by the kill");
+    assert!(
+        accepted.len() <= QUOTA,
+        "at most the quota accepted: {accepted:?}"
+    );
+
+    let check = |accepted: &BTreeSet<String>, stored: &[(String, bool)], when: &str| {
+        let released: BTreeSet<String> = stored
+            .iter()
+            .filter(|(_, held)| !held)
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert!(
+            accepted.is_subset(&released),
+            "{when}: every accepted job is kept and released: accepted {accepted:?}, stored {stored:?}"
+        );
+        assert!(
+            released.len() <= QUOTA,
+            "{when}: no more released jobs than the quota: {stored:?}"
+        );
+    };
+    let after_kill = stored_jobs(&jobs).await;
+    check(&accepted, &after_kill, "right after the kill");
+    let left_held = after_kill.iter().filter(|(_, held)| *held).count();
+
+    // past the request timeout, the next run on the surviving replica removes what replica a
+    // left held, counting only real jobs
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (status, body) = call(
+        r.client
+            .post(r.b.direct_url("/api/v1/run/"))
+            .json(&json!({"name": "after", "imagename": "bookworm", "cmd": "sleep 1000"})),
+    )
+    .await;
+    let released_before = after_kill.iter().filter(|(_, held)| !held).count();
+    if released_before < QUOTA {
+        assert_eq!(
+            status, 200,
+            "a free slot is given out after the kill: {body}"
+        );
+        accepted.insert("after".into());
+    } else {
+        assert_eq!(status, 403, "the quota is still full: {body}");
+    }
+    let settled = stored_jobs(&jobs).await;
+    check(&accepted, &settled, "after the next run");
+    assert!(
+        settled.iter().all(|(_, held)| !held),
+        "nothing is left held after the next census: {settled:?}"
+    );
+    let removed = counter(&r.b, "jobs_gateway_held_objects_removed_total").await;
+    eprintln!("held objects left by the killed replica: {left_held}; removed by b: {removed}");
+    assert!(removed >= left_held as f64, "b removed every held leftover");
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    pods_settle_to(&pods, &jobs, settled.len(), since).await;
+    no_pod_made_for_refused_jobs(&admin, &ns, &jobs, since).await;
+
+    let (status, body) = call(r.client.delete(r.b.direct_url("/api/v1/flush/"))).await;
     assert_eq!(status, 200, "{body}");
 }

@@ -37,11 +37,10 @@ pub async fn healthz() -> Json<&'static str> {
 
 pub async fn runtime(state: &AppState, caller: &Caller) -> Result<ToolRuntime, ApiError> {
     let client = state.credentials.client_for(&caller.tool).await?;
-    Ok(ToolRuntime::new(
-        client,
-        caller.tool.as_str(),
-        state.continuous_component(),
-    ))
+    Ok(
+        ToolRuntime::new(client, caller.tool.as_str(), state.continuous_component())
+            .held_stale_after(state.config.request_timeout),
+    )
 }
 
 /// Views of every job in a snapshot: one-off jobs, then scheduled, then continuous.
@@ -347,8 +346,10 @@ pub fn prepare(
     Ok((req, manifest))
 }
 
-/// Quota and LimitRange checks, the create, then the check that no parallel create (on any
-/// replica) took the last slot or the name first.
+/// Quota and LimitRange checks, the create (held: no pod starts), the check that no parallel
+/// create (on any replica) took the last slot or the name first, then the release. Whatever
+/// fails after the create deletes it again: the job is either accepted and running, or gone
+/// without a pod ever having run.
 async fn create_checked(
     state: &AppState,
     caller: &Caller,
@@ -365,12 +366,36 @@ async fn create_checked(
             .map_err(|e| from_kube(&e, "read the namespace limits"))?;
         check_limits(&ranges, req)?;
     }
-    let created = rt.create(manifest.clone()).await.map_err(|e| {
-        tracing::info!(tool = %caller.tool, job = %req.name, error = %e, "create refused");
-        from_kube(&e, "create the job").with_data(json!({"k8s_object": manifest}))
-    })?;
+    let held = objects::held(manifest);
+    let created = rt
+        .create(held.clone().unwrap_or_else(|| manifest.clone()))
+        .await
+        .map_err(|e| {
+            tracing::info!(tool = %caller.tool, job = %req.name, error = %e, "create refused");
+            from_kube(&e, "create the job").with_data(json!({"k8s_object": manifest}))
+        })?;
     arbitrate(state, caller, rt, req, &created, flavor).await?;
-    Ok(created)
+    if held.is_none() {
+        return Ok(created);
+    }
+    let (kind, uid) = (
+        created["kind"].as_str().unwrap_or_default(),
+        created["metadata"]["uid"].as_str().unwrap_or_default(),
+    );
+    let Some(patch) = objects::release_patch(manifest, uid) else {
+        return Ok(created);
+    };
+    match rt.release(kind, &req.name, &patch).await {
+        Ok(released) => Ok(released),
+        Err(e) => {
+            tracing::warn!(tool = %caller.tool, job = %req.name, error = %e, "could not release the created job; deleting it");
+            if let Err(d) = rt.delete_created(kind, &req.name, uid).await {
+                // left held (no pod runs): the next census of the tool deletes it
+                tracing::error!(tool = %caller.tool, job = %req.name, error = %d, "could not delete the unreleased job");
+            }
+            Err(from_kube(&e, "start the created job"))
+        }
+    }
 }
 
 /// The job quota and the job name, decided by Kubernetes rather than by any lock: another

@@ -19,6 +19,9 @@ pub const SPEC_HASH: &str = "jobs.toolforge.org/spec-hash";
 /// read-back reports defaults as unset, as the user wrote them.
 pub const LOG_PATHS_SET: &str = "jobs.toolforge.org/log-paths-set";
 pub const MANAGED_BY_VALUE: &str = "toolforge-jobs-framework";
+/// Marks an object created held (no pods) until the gateway has checked the job quota and the
+/// job name against every parallel create; removed when the object is released.
+pub const HELD: &str = "jobs.toolforge.org/held";
 
 /// The kind of job, named by the `component` label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

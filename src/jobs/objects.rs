@@ -197,6 +197,51 @@ pub fn build(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
     manifest
 }
 
+/// The manifest as first created: a Job with parallelism 0, a ReplicationController or
+/// Deployment with 0 replicas, marked [`labels::HELD`], so that no controller starts a pod of
+/// it before the gateway has arbitrated the create (quota and name, against every parallel
+/// create on any replica) and released it with [`release_patch`]. A create that loses the
+/// arbitration is deleted without a pod ever having run. `None` for a CronJob: it starts
+/// nothing before its next scheduled time, long after the arbitration.
+pub fn held(manifest: &Value) -> Option<Value> {
+    let mut held = manifest.clone();
+    match manifest["kind"].as_str()? {
+        "Job" => held["spec"]["parallelism"] = json!(0),
+        "ReplicationController" | "Deployment" => held["spec"]["replicas"] = json!(0),
+        _ => return None,
+    }
+    if !held["metadata"]["annotations"].is_object() {
+        held["metadata"]["annotations"] = json!({});
+    }
+    held["metadata"]["annotations"][labels::HELD] = json!("until the quota check");
+    Some(held)
+}
+
+/// The JSON patch (RFC 6902) that releases the held object of uid `uid` created from
+/// `manifest`: it applies only to that very object (a `test` of the uid), gives back the
+/// manifest's parallelism or replicas, and drops the mark.
+pub fn release_patch(manifest: &Value, uid: &str) -> Option<Value> {
+    let (path, value) = match manifest["kind"].as_str()? {
+        // the Job's default parallelism
+        "Job" => (
+            "/spec/parallelism",
+            manifest["spec"]["parallelism"].as_i64().unwrap_or(1),
+        ),
+        "ReplicationController" | "Deployment" => (
+            "/spec/replicas",
+            manifest["spec"]["replicas"].as_i64().unwrap_or(1),
+        ),
+        _ => return None,
+    };
+    // RFC 6901: "/" in a key is written "~1"
+    let mark = format!("/metadata/annotations/{}", labels::HELD.replace('/', "~1"));
+    Some(json!([
+        {"op": "test", "path": "/metadata/uid", "value": uid},
+        {"op": "replace", "path": path, "value": value},
+        {"op": "remove", "path": mark},
+    ]))
+}
+
 /// The manifest for a run request, as JSON ready to POST (without the hash annotation).
 fn build_plain(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
     let component = component_of(req, ctx.continuous_kind);
@@ -345,6 +390,72 @@ mod tests {
                 },
             })
         );
+    }
+
+    #[test]
+    fn held_objects_start_no_pod_and_their_release_restores_the_manifest() {
+        let img = image();
+        let mut ctx = BuildContext {
+            tool: "alice",
+            home: "/data/project/alice",
+            image: &img,
+            continuous_kind: ContinuousComponent::ReplicationControllers,
+            schedule_actual: None,
+            home_root_mount: None,
+        };
+        let mark = "/metadata/annotations/jobs.toolforge.org~1held";
+        let job = build(
+            &request(r#"{"name":"a","imagename":"bookworm","cmd":"x"}"#),
+            &ctx,
+        );
+        let held_job = held(&job).unwrap_or_else(|| panic!("a Job is held"));
+        assert_eq!(held_job["spec"]["parallelism"], 0);
+        assert!(held_job["metadata"]["annotations"][labels::HELD].is_string());
+        // nothing else differs: the spec hash (of the unheld manifest) stays valid
+        let mut back = held_job.clone();
+        back["spec"]
+            .as_object_mut()
+            .map(|s| s.remove("parallelism"));
+        back["metadata"]["annotations"]
+            .as_object_mut()
+            .map(|a| a.remove(labels::HELD));
+        assert_eq!(back, job);
+        assert_eq!(
+            release_patch(&job, "u-1"),
+            Some(json!([
+                {"op": "test", "path": "/metadata/uid", "value": "u-1"},
+                {"op": "replace", "path": "/spec/parallelism", "value": 1},
+                {"op": "remove", "path": mark},
+            ]))
+        );
+
+        let three = request(
+            r#"{"name":"c","imagename":"bookworm","cmd":"x","continuous":true,"replicas":3}"#,
+        );
+        for kind in [
+            ContinuousComponent::ReplicationControllers,
+            ContinuousComponent::Deployments,
+        ] {
+            ctx.continuous_kind = kind;
+            let cont = build(&three, &ctx);
+            let held_cont = held(&cont).unwrap_or_else(|| panic!("{kind:?} is held"));
+            assert_eq!(held_cont["spec"]["replicas"], 0);
+            let patch = release_patch(&cont, "u-2").unwrap_or_default();
+            assert_eq!(
+                patch[1],
+                json!({"op": "replace", "path": "/spec/replicas", "value": 3})
+            );
+            assert_eq!(patch[2]["path"], mark);
+        }
+
+        ctx.schedule_actual = Some("5 * * * *");
+        let cron = build(
+            &request(r#"{"name":"s","imagename":"bookworm","cmd":"x","schedule":"5 * * * *"}"#),
+            &ctx,
+        );
+        assert_eq!(cron["kind"], "CronJob");
+        assert_eq!(held(&cron), None);
+        assert_eq!(release_patch(&cron, "u-3"), None);
     }
 
     #[test]

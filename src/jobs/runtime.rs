@@ -62,6 +62,18 @@ pub struct ToolRuntime {
     continuous: ContinuousComponent,
     /// Lists are parsed without `metadata.managedFields` (see [`super::slim`]).
     slim: bool,
+    /// How old a held object (see [`super::objects::held`]) must be before a census takes it
+    /// for one left by a request that ended without releasing it, and deletes it.
+    held_stale: std::time::Duration,
+}
+
+/// A held object that outlived the request that created it (see [`ToolRuntime::census`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stale {
+    kind: &'static str,
+    name: String,
+    uid: String,
+    resource_version: String,
 }
 
 fn params(sel: &BTreeMap<String, String>) -> ListParams {
@@ -76,7 +88,15 @@ impl ToolRuntime {
             namespace: format!("tool-{tool}"),
             continuous,
             slim: true,
+            held_stale: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// See the field `held_stale`; the gateway passes its request timeout (no request can
+    /// still be about to release an object created longer ago).
+    pub fn held_stale_after(mut self, after: std::time::Duration) -> Self {
+        self.held_stale = after;
+        self
     }
 
     /// Parses list replies whole, `managedFields` included, as a plain kube client does (the
@@ -203,6 +223,12 @@ impl ToolRuntime {
     /// revision): everything created before that revision and not yet gone then, nothing
     /// created after it. `skip_uid` leaves one object out; `name` also counts the objects of
     /// that job name.
+    ///
+    /// Held objects (created, not yet released: [`super::objects::held`]) count like the
+    /// others, since their creates may yet win their arbitration, unless older than
+    /// `held_stale`: those were left by a request that ended without releasing them (its
+    /// replica died, or the request was cut), never ran a pod, and are deleted here (each
+    /// only if still unchanged since this read, so a late release wins over the deletion).
     pub async fn census(
         &self,
         at: Option<&str>,
@@ -260,9 +286,41 @@ impl ToolRuntime {
                     .map(String::as_str)
                     == name
         };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let held_stale = self.held_stale.as_secs() as i64;
+        let is_stale = |m: &ObjectMeta| {
+            m.annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(labels::HELD))
+                && m.creation_timestamp
+                    .as_ref()
+                    .is_some_and(|t| now - t.0.as_second() > held_stale)
+        };
+        let cont_kind = match self.continuous {
+            ContinuousComponent::ReplicationControllers => "ReplicationController",
+            ContinuousComponent::Deployments => "Deployment",
+        };
         let job_metas: Vec<&ObjectMeta> = jobs.iter().map(|j| &j.metadata).collect();
         let cron_metas: Vec<&ObjectMeta> = cronjobs.items.iter().map(|o| &o.metadata).collect();
         let cont_metas: Vec<&ObjectMeta> = continuous.iter().collect();
+        let stale: Vec<Stale> = job_metas
+            .iter()
+            .map(|m| ("Job", *m))
+            .chain(cont_metas.iter().map(|m| (cont_kind, *m)))
+            .filter(|(_, m)| is_stale(m))
+            .filter_map(|(kind, m)| {
+                Some(Stale {
+                    kind,
+                    name: m.name.clone()?,
+                    uid: m.uid.clone()?,
+                    resource_version: m.resource_version.clone()?,
+                })
+            })
+            .collect();
+        let kept = |m: &ObjectMeta| kept(m) && !is_stale(m);
         let running = jobs
             .iter()
             .filter(|j| kept(&j.metadata) && !finished(j))
@@ -274,6 +332,24 @@ impl ToolRuntime {
             .flatten()
             .filter(|m| kept(m) && named(m))
             .count();
+        for s in &stale {
+            tracing::warn!(tool = %self.tool, job = %s.name, kind = s.kind, "deleting a held object its request left behind (created, never released)");
+            let r = self
+                .delete_exact(s.kind, &s.name, &s.uid, Some(&s.resource_version))
+                .await;
+            crate::metrics::global().inc(
+                "jobs_gateway_held_objects_removed_total",
+                vec![(
+                    "result",
+                    if r.is_ok() { "deleted" } else { "failed" }.into(),
+                )],
+            );
+            if let Err(e) = r {
+                // released or deleted since the read (409/404), or a passing failure: the
+                // next census tries again
+                tracing::info!(tool = %self.tool, job = %s.name, error = %e, "held object not deleted");
+            }
+        }
         Ok(Census {
             running,
             scheduled,
@@ -291,11 +367,23 @@ impl ToolRuntime {
         name: &str,
         uid: &str,
     ) -> Result<(), kube::Error> {
+        self.delete_exact(kind, name, uid, None).await
+    }
+
+    /// Deletes the object `name` of `kind` only if it is still the one of `uid` (and, with
+    /// `resource_version`, still unchanged since that version); a 404 counts as done.
+    async fn delete_exact(
+        &self,
+        kind: &str,
+        name: &str,
+        uid: &str,
+        resource_version: Option<&str>,
+    ) -> Result<(), kube::Error> {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             preconditions: Some(Preconditions {
                 uid: Some(uid.to_string()),
-                resource_version: None,
+                resource_version: resource_version.map(str::to_string),
             }),
             ..DeleteParams::default()
         };
@@ -324,6 +412,51 @@ impl ToolRuntime {
                 gone(del(self.api::<ReplicationController>(), name, &dp).await)
             }
             _ => gone(del(self.api::<Deployment>(), name, &dp).await),
+        }
+    }
+
+    /// Releases a held object (see [`super::objects::held`]) with the JSON patch of
+    /// [`super::objects::release_patch`]; returns the object as stored after the release.
+    pub async fn release(
+        &self,
+        kind: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, kube::Error> {
+        async fn json_patch<K>(
+            rt: &ToolRuntime,
+            name: &str,
+            patch: &Value,
+        ) -> Result<Value, kube::Error>
+        where
+            K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+                + Clone
+                + DeserializeOwned
+                + serde::Serialize
+                + std::fmt::Debug,
+            <K as kube::Resource>::DynamicType: Default,
+        {
+            let plural = K::plural(&Default::default()).to_string();
+            let url = format!(
+                "{}/{name}",
+                K::url_path(&Default::default(), Some(&rt.namespace))
+            );
+            let body = serde_json::to_vec(patch).map_err(kube::Error::SerdeError)?;
+            let request = http::Request::patch(url)
+                .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+                .body(body)
+                .map_err(|e| {
+                    kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e))
+                })?;
+            let stored: K =
+                crate::metrics::kube_call("patch", &plural, rt.client.request::<K>(request))
+                    .await?;
+            serde_json::to_value(stored).map_err(kube::Error::SerdeError)
+        }
+        match kind {
+            "Job" => json_patch::<Job>(self, name, patch).await,
+            "ReplicationController" => json_patch::<ReplicationController>(self, name, patch).await,
+            _ => json_patch::<Deployment>(self, name, patch).await,
         }
     }
 
