@@ -165,10 +165,25 @@ pub fn from_kube_as(e: &kube::Error, what: &str, flavor: Flavor) -> ApiError {
                     },
                 ),
                 422 | 400 => ApiError::bad_request(format!("Kubernetes rejected the job: {msg}")),
-                429 => ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("Kubernetes is busy: {msg}"),
-                ),
+                // the apiserver's API Priority and Fairness (or max-in-flight) refused the
+                // tool's request: its queues are full. The apiserver's Retry-After does not
+                // reach us (kube keeps the body only); it says 1 s, as does a Status without
+                // details.
+                429 => {
+                    let mut e = ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!("Kubernetes is busy: {msg}"),
+                    );
+                    e.retry_after = Some(
+                        status
+                            .details
+                            .as_ref()
+                            .map(|d| u64::from(d.retry_after_seconds))
+                            .filter(|s| *s > 0)
+                            .unwrap_or(1),
+                    );
+                    e
+                }
                 500..=599 => ApiError::unavailable(format!("Kubernetes failed to {what}: {msg}")),
                 _ => ApiError::new(
                     StatusCode::BAD_GATEWAY,
@@ -205,6 +220,46 @@ mod tests {
         let legacy = job_name_taken("once", Flavor::Legacy);
         assert_eq!(legacy.status, StatusCode::CONFLICT);
         assert_eq!(legacy.message, "A job with the same name exists already");
+    }
+
+    /// What the apiserver sends when API Priority and Fairness refuses a request (plain text,
+    /// not a Status; kube keeps it as the message), and a Status with retryAfterSeconds.
+    #[test]
+    fn a_busy_apiserver_is_a_429_with_retry_after() {
+        let plain = kube::Error::Api(Box::new(
+            kube::core::Status::failure(
+                "Too many requests, please try again later.",
+                "Failed to parse error data",
+            )
+            .with_code(429),
+        ));
+        let e = from_kube_as(&plain, "list jobs", Flavor::V1);
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            e.message,
+            "Kubernetes is busy: Too many requests, please try again later."
+        );
+        assert_eq!(e.retry_after, Some(1));
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let status: kube::core::Status = serde_json::from_value(json!({
+            "code": 429,
+            "message": "slow down",
+            "details": {"retryAfterSeconds": 7},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = from_kube_as(
+            &kube::Error::Api(Box::new(status)),
+            "list jobs",
+            Flavor::Legacy,
+        );
+        assert_eq!(e.retry_after, Some(7));
     }
 
     #[test]

@@ -19,6 +19,10 @@
 #   TJF_CLUSTER_CACHE       where build.sh put bin/ (default /var/cache/tjf-cluster)
 #   TJF_KUBE_PORT           apiserver port for a new RUN_DIR (default: a free port)
 #   TJF_KUBE_START_TIMEOUT  seconds to wait for each component (default 120)
+#   TJF_APISERVER_EXTRA_ARGS  more kube-apiserver flags, separated by spaces, each one
+#                           --name=value (e.g. "--max-requests-inflight=6"); they are added
+#                           after start.sh's own, so they win, and hold for this start only
+#                           (a restart without them starts the apiserver as usual)
 #
 # Writes in RUN_DIR: env (source it), admin.kubeconfig, pki/, audit.log,
 # audit-policy.yaml, logs/, pids/, cluster.conf (ports and etcd data path), images.yaml
@@ -64,6 +68,10 @@ for t in openssl curl setsid base64 python3 ip pgrep ps umount flock; do
 done
 # Every address here is loopback: never through a proxy (curl, python, the daemons).
 export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
+read -ra apiserver_extra <<<"${TJF_APISERVER_EXTRA_ARGS:-}"
+for arg in "${apiserver_extra[@]}"; do
+  [[ $arg == --?*=* ]] || die "TJF_APISERVER_EXTRA_ARGS: '$arg' is not --name=value"
+done
 # The node is written for cgroup v1 (the kubelet's cgroup root in each hierarchy).
 if [[ $(stat -fc %T /sys/fs/cgroup 2>/dev/null) == cgroup2fs ]]; then
   die "this machine has a unified cgroup v2 hierarchy; the local node needs cgroup v1 (or the hybrid layout)"
@@ -368,7 +376,8 @@ start_apiserver() {
     --audit-policy-file="$run_dir/audit-policy.yaml" \
     --audit-log-path="$run_dir/audit.log" \
     --audit-log-format=json --audit-log-mode=blocking --audit-log-maxsize=0 \
-    --profiling=false
+    --profiling=false \
+    "${apiserver_extra[@]}"
 }
 
 start_controller_manager() {
