@@ -13,7 +13,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,60 +29,6 @@ const QUIET: &str = "apf-quiet";
 const SCHEMA: &str = "toolforge-tools";
 /// The apiserver's total concurrency for this test (see the module comment).
 const APISERVER_FLAGS: &str = "--max-requests-inflight=6 --max-mutating-requests-inflight=2";
-
-/// etcd and kube-apiserver of this test alone, in a temporary RUN_DIR; stopped (and its etcd
-/// data purged) on drop, also when the test fails.
-struct OwnControlPlane {
-    run_dir: tempfile::TempDir,
-}
-
-impl OwnControlPlane {
-    fn start() -> (Self, Cluster) {
-        let run_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let own = Self { run_dir };
-        // start.sh stops what it started if it fails; `own` stops the rest on a later panic
-        run_ok(
-            Command::new("bash")
-                .arg(repo().join("tests/cluster/start.sh"))
-                .arg(own.run_dir.path())
-                .args(["etcd", "kube-apiserver"])
-                .env("TJF_APISERVER_EXTRA_ARGS", APISERVER_FLAGS),
-        );
-        let env = std::fs::read_to_string(own.run_dir.path().join("env"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let get = |name: &str| -> String {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(|v| v.trim_matches('\'').to_string())
-                .unwrap_or_else(|| panic!("{name} missing from the cluster env"))
-        };
-        let cluster = Cluster {
-            url: get("TJF_KUBE_URL"),
-            ca: PathBuf::from(get("TJF_KUBE_CA")),
-            ca_key: PathBuf::from(get("TJF_KUBE_CA_KEY")),
-            admin_cert: PathBuf::from(get("TJF_KUBE_ADMIN_CERT")),
-            admin_key: PathBuf::from(get("TJF_KUBE_ADMIN_KEY")),
-            audit_log: PathBuf::from(get("TJF_KUBE_AUDIT_LOG")),
-            run_dir: own.run_dir.path().to_path_buf(),
-        };
-        (own, cluster)
-    }
-}
-
-impl Drop for OwnControlPlane {
-    fn drop(&mut self) {
-        let out = Command::new("bash")
-            .arg(repo().join("tests/cluster/stop.sh"))
-            .arg(self.run_dir.path())
-            .arg("--purge")
-            .output();
-        if let Ok(out) = out {
-            if !out.status.success() {
-                eprintln!("stop.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-    }
-}
 
 /// The queues (of `queues`) a flow may use: the apiserver's shuffle sharding (k8s.io/apiserver
 /// v1.20 `hashFlowID` and `shufflesharding.Dealer.Deal`), a hash of the flow schema's name and
@@ -284,7 +229,11 @@ fn job_names(body: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tool_flooding_the_apiserver_does_not_starve_another_tools_list() {
     let started = Instant::now();
-    let (own, cluster) = OwnControlPlane::start();
+    // etcd and kube-apiserver only: nothing here needs pods
+    let (own, cluster) = OwnCluster::start(
+        &["etcd", "kube-apiserver"],
+        &[("TJF_APISERVER_EXTRA_ARGS", APISERVER_FLAGS)],
+    );
     let (queues, hand_size, queue_length) = shipped_queuing();
 
     // The two tools' hands: the quiet one has queues outside the flood's.

@@ -41,6 +41,72 @@ pub fn cluster() -> Cluster {
     }
 }
 
+/// A cluster of one test's own, in a temporary RUN_DIR (for tests that stop its parts or
+/// start it with other flags, which must not disturb the shared one); stopped, its etcd data
+/// purged, on drop, also when the test fails.
+pub struct OwnCluster {
+    run_dir: TempDir,
+}
+
+impl OwnCluster {
+    /// Starts `components` (start.sh's names; all when empty) with `env` set for start.sh.
+    pub fn start(components: &[&str], env: &[(&str, &str)]) -> (Self, Cluster) {
+        let run_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let own = Self { run_dir };
+        // start.sh stops what it started if it fails; `own` stops the rest on a later panic
+        run_ok(
+            Command::new("bash")
+                .arg(repo().join("tests/cluster/start.sh"))
+                .arg(own.run_dir.path())
+                .args(components)
+                .envs(env.iter().copied()),
+        );
+        let text = std::fs::read_to_string(own.run_dir.path().join("env"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let get = |name: &str| -> String {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(|v| v.trim_matches('\'').to_string())
+                .unwrap_or_else(|| panic!("{name} missing from the cluster env"))
+        };
+        let cluster = Cluster {
+            url: get("TJF_KUBE_URL"),
+            ca: PathBuf::from(get("TJF_KUBE_CA")),
+            ca_key: PathBuf::from(get("TJF_KUBE_CA_KEY")),
+            admin_cert: PathBuf::from(get("TJF_KUBE_ADMIN_CERT")),
+            admin_key: PathBuf::from(get("TJF_KUBE_ADMIN_KEY")),
+            audit_log: PathBuf::from(get("TJF_KUBE_AUDIT_LOG")),
+            run_dir: own.run_dir.path().to_path_buf(),
+        };
+        (own, cluster)
+    }
+
+    /// Runs one of tests/cluster's scripts on this cluster, e.g. `stop.sh kube-apiserver`.
+    pub fn script(&self, name: &str, args: &[&str]) {
+        run_ok(
+            Command::new("bash")
+                .arg(repo().join("tests/cluster").join(name))
+                .arg(self.run_dir.path())
+                .args(args),
+        );
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let out = Command::new("bash")
+            .arg(repo().join("tests/cluster/stop.sh"))
+            .arg(self.run_dir.path())
+            .arg("--purge")
+            .output();
+        if let Ok(out) = out {
+            if !out.status.success() {
+                eprintln!("stop.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+}
+
 /// The checkout under test. Read when the test runs (cargo sets it then too), not baked in at
 /// compile time: checkouts at different paths share one target dir, and a binary cargo thinks
 /// fresh may have been built from another checkout.
