@@ -221,6 +221,17 @@ async fn a_one_off_job_s_container_output_is_served_by_every_logs_route() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // labelled as the real 16.x jobs API labels it (spec §1.3), unbuffered by nginx
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        (header("content-type"), header("x-accel-buffering")),
+        (Some("text/plain; charset=utf8".into()), Some("no".into()))
+    );
     let text = resp.text().await.unwrap_or_default();
     let last: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{text}: {e}"));
     assert_eq!(

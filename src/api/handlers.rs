@@ -670,19 +670,22 @@ async fn container_log_response(
             for l in &read {
                 out.push_str(&podlogs::ndjson_line(l, with_container));
             }
-            Ok(ndjson(Body::from(out)))
+            Ok(log_lines(route, Body::from(out)))
         }
-        Some(slot) => Ok(ndjson(podlogs::follow(
-            rt,
-            name.to_string(),
-            read,
-            (lines == 0).then_some(started),
-            since,
-            until,
-            with_container,
-            state.stopping.subscribe(),
-            slot,
-        ))),
+        Some(slot) => Ok(log_lines(
+            route,
+            podlogs::follow(
+                rt,
+                name.to_string(),
+                read,
+                (lines == 0).then_some(started),
+                since,
+                until,
+                with_container,
+                state.stopping.subscribe(),
+                slot,
+            ),
+        )),
     }
 }
 
@@ -747,7 +750,7 @@ pub async fn log_response(
     }
     let first = Bytes::from(out);
     if !follow {
-        return Ok(ndjson(Body::from(first)));
+        return Ok(log_lines(route, Body::from(first)));
     }
     let store = state.credentials.clone();
     let home_root = state.config.home_root.clone();
@@ -802,7 +805,7 @@ pub async fn log_response(
         let _held = &follow_slot;
         chunk
     });
-    Ok(ndjson(Body::from_stream(stream)))
+    Ok(log_lines(route, Body::from_stream(stream)))
 }
 
 fn entry_line(e: &logs::LogEntry, with_container: bool) -> String {
@@ -813,10 +816,17 @@ fn entry_line(e: &logs::LogEntry, with_container: bool) -> String {
     format!("{v}\n")
 }
 
-fn ndjson(body: Body) -> Response {
+/// A reply of log lines, one JSON object each, never buffered by nginx. The 16.x jobs API
+/// labels them `text/plain; charset=utf8`, word for word as the real server (spec §1.3); the
+/// other routes say what they are, NDJSON.
+fn log_lines(route: LogRoute, body: Body) -> Response {
+    let content_type = match route {
+        LogRoute::JobsV1 => "text/plain; charset=utf8",
+        LogRoute::Legacy | LogRoute::LogsService => "application/x-ndjson; charset=utf-8",
+    };
     (
         [
-            (header::CONTENT_TYPE, "application/x-ndjson; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::HeaderName::from_static("x-accel-buffering"), "no"),
         ],
         body,

@@ -205,10 +205,10 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         (false, "get", "/tool/{tool}/jobs/{name}/logs") => Op {
             query: logs_q,
             ..op(
-                "The job's logs: its containers' output from every pod, or its log files (16.1)",
+                "The job's logs: its containers' output from every pod, or its log files (16.1); one JSON object a line, labelled text/plain as the real server does",
                 "16.x",
                 None,
-                (200, "log lines", ndjson),
+                (200, "log lines (text/plain)", ndjson),
             )
         },
         (false, "get", "/tool/{tool}/images/") => op(
@@ -380,7 +380,9 @@ pub fn document(served: &[(&'static str, String)]) -> Value {
         }
         let (code, desc, body) = op.ok;
         let mut responses = error_responses(legacy);
-        let ok = if desc == "log lines" {
+        let ok = if desc == "log lines (text/plain)" {
+            json!({"description": "log lines", "content": {"text/plain": {"schema": {"type": "string", "description": "one LogEntry object (JSON) a line"}}}})
+        } else if desc == "log lines" {
             json!({"description": desc, "content": {"application/x-ndjson": {"schema": schema("LogEntry")}}})
         } else {
             json!({"description": desc, "content": {"application/json": {"schema": body}}})
