@@ -533,3 +533,103 @@ async fn killing_a_replica_mid_burst_loses_no_accepted_job_and_leaves_no_extra_o
     let (status, body) = call(r.client.delete(r.b.direct_url("/api/v1/flush/"))).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A Job as a replica that died between its create and its release leaves it: created held
+/// (parallelism 0, marked), with the labels every job of the tool has.
+fn left_held_job(tool: &str, name: &str) -> Job {
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "toolforge": "tool",
+                "app.kubernetes.io/managed-by": "toolforge-jobs-framework",
+                "app.kubernetes.io/created-by": tool,
+                "app.kubernetes.io/component": "jobs",
+                "app.kubernetes.io/name": name,
+                "app.kubernetes.io/version": "2",
+            },
+            "annotations": {"jobs.toolforge.org/held": "until the quota check"},
+        },
+        "spec": {
+            "parallelism": 0,
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": name}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "job", "image": "bookworm", "command": ["true"]}],
+                },
+            },
+        },
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What a dead replica left held counts while it may still be released (its name taken, its
+/// slot used), and is deleted once older than the request timeout: the retry of the lost run
+/// under its own name then succeeds, and so does a run in the freed slots.
+#[tokio::test]
+async fn runs_left_held_by_a_dead_replica_free_their_names_and_slots_after_the_request_timeout() {
+    let cluster = cluster();
+    let tool = "replicas-left";
+    let pki = Pki::new(&cluster);
+    provision(&pki, tool);
+    let mut env = replica_env();
+    env.push(("JOBS_GATEWAY_REQUEST_TIMEOUT_MS", "3000"));
+    let gw = start_gateway_retrying(&pki, &env);
+    let (c, k) = pki.tool_cert(tool);
+    let client = https(&cluster.ca, Some((&c, &k)));
+    let (status, body) = call(client.delete(gw.direct_url("/api/v1/flush/"))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let admin = admin(&cluster);
+    let jobs = Api::<Job>::namespaced(admin.clone(), &format!("tool-{tool}"));
+    for i in 0..QUOTA {
+        jobs.create(
+            &Default::default(),
+            &left_held_job(tool, &format!("lost{i}")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let run = |name: &str| {
+        call(
+            client
+                .post(gw.direct_url("/api/v1/run/"))
+                .json(&json!({"name": name, "imagename": "bookworm", "cmd": "sleep 1000"})),
+        )
+    };
+    // young: their creates may still be released, so they hold their names and the quota
+    let (status, body) = run("lost0").await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = run("other").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Job quota exceeded"),
+        "{body}"
+    );
+
+    // past the request timeout they are taken for left behind
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (status, body) = run("lost0").await;
+    assert_eq!(status, 200, "the lost run, retried under its name: {body}");
+    let (status, body) = run("other").await;
+    assert_eq!(status, 200, "{body}");
+    let stored = stored_jobs(&jobs).await;
+    let mut names: Vec<&str> = stored.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["lost0", "other"],
+        "the other leftovers are gone: {stored:?}"
+    );
+    assert!(stored.iter().all(|(_, held)| !held), "{stored:?}");
+    let removed = counter(&gw, "jobs_gateway_held_objects_removed_total").await;
+    assert_eq!(removed, QUOTA as f64, "each leftover deleted once");
+    let (status, body) = call(client.delete(gw.direct_url("/api/v1/flush/"))).await;
+    assert_eq!(status, 200, "{body}");
+}

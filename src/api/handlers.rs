@@ -25,7 +25,7 @@ use crate::jobs::objects::{self, BuildContext};
 use crate::jobs::quantity::Quantity;
 use crate::jobs::quota::{self, GatewayJobUsage};
 use crate::jobs::request::{check_job_name, fields_from_body, Dialect, RunRequest};
-use crate::jobs::runtime::{Snapshot, ToolRuntime};
+use crate::jobs::runtime::{Existing, Snapshot, ToolRuntime};
 use crate::jobs::schedule::{parse_schedule, parse_schedule_v1};
 use crate::jobs::view::{self, JobView};
 
@@ -446,6 +446,21 @@ async fn arbitrate(
     Err(refusal)
 }
 
+/// The object holding the job name `name`, if any. One that is held and stale (left by a
+/// request that ended without releasing it: it never ran) is deleted first, so that a retry
+/// of that run under its name is not refused for good.
+async fn existing_job(rt: &ToolRuntime, name: &str) -> Result<Option<Existing>, ApiError> {
+    let lookup = |e: kube::Error| from_kube(&e, "look up existing jobs");
+    let found = rt.existing(name).await.map_err(lookup)?;
+    if !found.as_ref().is_some_and(|e| e.stale_held) {
+        return Ok(found);
+    }
+    rt.remove_stale_held()
+        .await
+        .map_err(|e| from_kube(&e, "remove a job left unreleased"))?;
+    rt.existing(name).await.map_err(lookup)
+}
+
 /// Creates a job; 409 when the name is taken.
 pub async fn create_job(
     state: &AppState,
@@ -465,11 +480,7 @@ pub async fn create_job(
         Dialect::Legacy => Flavor::Legacy,
         Dialect::V1 => Flavor::V1,
     };
-    if rt
-        .exists(&req.name)
-        .await
-        .map_err(|e| from_kube(&e, "look up existing jobs"))?
-    {
+    if existing_job(&rt, &req.name).await?.is_some() {
         // the 16.x server runs a job again under its name once the last run has completed
         // (spec §1.3, POST row): the finished one is deleted and the new one created
         let completed = dialect == Dialect::V1
@@ -500,10 +511,7 @@ pub async fn upsert_job(
     ctx.set_job(&req.name);
     let rt = runtime(state, caller).await?;
     let _slot = state.quotas.creation_slot(&caller.tool).await;
-    let existing = rt
-        .existing(&req.name)
-        .await
-        .map_err(|e| from_kube(&e, "look up existing jobs"))?;
+    let existing = existing_job(&rt, &req.name).await?;
     let wanted = objects::component_of(&req, state.continuous_component());
     let name = &req.name;
     match existing {

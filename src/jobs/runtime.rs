@@ -52,6 +52,9 @@ pub struct Census {
 pub struct Existing {
     pub component: Component,
     pub spec_hash: Option<String>,
+    /// Held and older than the request timeout: left by a request that ended without
+    /// releasing it (see [`ToolRuntime::census`], which deletes it).
+    pub stale_held: bool,
 }
 
 #[derive(Clone)]
@@ -286,19 +289,7 @@ impl ToolRuntime {
                     .map(String::as_str)
                     == name
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let held_stale = self.held_stale.as_secs() as i64;
-        let is_stale = |m: &ObjectMeta| {
-            m.annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(labels::HELD))
-                && m.creation_timestamp
-                    .as_ref()
-                    .is_some_and(|t| now - t.0.as_second() > held_stale)
-        };
+        let is_stale = |m: &ObjectMeta| self.is_stale_held(m);
         let cont_kind = match self.continuous {
             ContinuousComponent::ReplicationControllers => "ReplicationController",
             ContinuousComponent::Deployments => "Deployment",
@@ -413,6 +404,25 @@ impl ToolRuntime {
             }
             _ => gone(del(self.api::<Deployment>(), name, &dp).await),
         }
+    }
+
+    /// Whether `m` is of a held object older than `held_stale` (see [`Self::census`]).
+    fn is_stale_held(&self, m: &ObjectMeta) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        m.annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(labels::HELD))
+            && m.creation_timestamp
+                .as_ref()
+                .is_some_and(|t| now - t.0.as_second() > self.held_stale.as_secs() as i64)
+    }
+
+    /// Deletes the tool's stale held objects (see [`Self::census`]).
+    pub async fn remove_stale_held(&self) -> Result<(), kube::Error> {
+        self.census(None, None, None).await.map(|_| ())
     }
 
     /// Releases a held object (see [`super::objects::held`]) with the JSON patch of
@@ -568,17 +578,20 @@ impl ToolRuntime {
             return Ok(Some(Existing {
                 component: Component::Jobs,
                 spec_hash: hash(&j.metadata),
+                stale_held: self.is_stale_held(&j.metadata),
             }));
         }
         if let Some(cj) = b.first() {
             return Ok(Some(Existing {
                 component: Component::CronJobs,
                 spec_hash: hash(&cj.metadata),
+                stale_held: false,
             }));
         }
         Ok(c.first().map(|m| Existing {
             component: Component::Continuous(self.continuous),
             spec_hash: hash(m),
+            stale_held: self.is_stale_held(m),
         }))
     }
 
