@@ -79,6 +79,25 @@ struct Stale {
     resource_version: String,
 }
 
+/// A namespaced kind the runtime reads and writes typed (every k8s-openapi kind it uses).
+trait Kind:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+{
+}
+
+impl<K> Kind for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+{
+}
+
 fn params(sel: &BTreeMap<String, String>) -> ListParams {
     ListParams::default().labels(&selector_string(sel))
 }
@@ -109,11 +128,7 @@ impl ToolRuntime {
         self
     }
 
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as kube::Resource>::DynamicType: Default,
-    {
+    fn api<K: Kind>(&self) -> Api<K> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
@@ -123,20 +138,16 @@ impl ToolRuntime {
 
     async fn list_of<K>(&self, lp: ListParams) -> Result<Vec<K>, kube::Error>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
+        K: Kind,
     {
-        let plural = K::plural(&Default::default()).to_string();
+        let plural = K::plural(&()).to_string();
         if !self.slim {
             let api = self.api::<K>();
             return Ok(crate::metrics::kube_call("list", &plural, api.list(&lp))
                 .await?
                 .items);
         }
-        let url = K::url_path(&Default::default(), Some(&self.namespace));
+        let url = K::url_path(&(), Some(&self.namespace));
         let request = kube::core::Request::new(url)
             .list(&lp)
             .map_err(kube::Error::BuildRequest)?;
@@ -150,24 +161,16 @@ impl ToolRuntime {
 
     async fn count_of<K>(&self, lp: ListParams) -> Result<Vec<K>, kube::Error>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
+        K: Kind,
     {
         self.list_of::<K>(lp.limit(1)).await
     }
 
     async fn delete_of<K>(&self, lp: ListParams) -> Result<(), kube::Error>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
+        K: Kind,
     {
-        let plural = K::plural(&Default::default()).to_string();
+        let plural = K::plural(&()).to_string();
         let api = self.api::<K>();
         crate::metrics::kube_call(
             "deletecollection",
@@ -384,10 +387,9 @@ impl ToolRuntime {
         };
         async fn del<K>(api: Api<K>, name: &str, dp: &DeleteParams) -> Result<(), kube::Error>
         where
-            K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
-            <K as kube::Resource>::DynamicType: Default,
+            K: Kind,
         {
-            let plural = K::plural(&Default::default()).to_string();
+            let plural = K::plural(&()).to_string();
             crate::metrics::kube_call("delete", &plural, api.delete(name, dp))
                 .await
                 .map(|_| ())
@@ -439,18 +441,10 @@ impl ToolRuntime {
             patch: &Value,
         ) -> Result<Value, kube::Error>
         where
-            K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-                + Clone
-                + DeserializeOwned
-                + serde::Serialize
-                + std::fmt::Debug,
-            <K as kube::Resource>::DynamicType: Default,
+            K: Kind,
         {
-            let plural = K::plural(&Default::default()).to_string();
-            let url = format!(
-                "{}/{name}",
-                K::url_path(&Default::default(), Some(&rt.namespace))
-            );
+            let plural = K::plural(&()).to_string();
+            let url = format!("{}/{name}", K::url_path(&(), Some(&rt.namespace)));
             let body = serde_json::to_vec(patch).map_err(kube::Error::SerdeError)?;
             let request = http::Request::patch(url)
                 .header(http::header::CONTENT_TYPE, "application/json-patch+json")
@@ -496,15 +490,10 @@ impl ToolRuntime {
 
     async fn create_typed<K>(&self, manifest: Value) -> Result<Value, kube::Error>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
+        K: Kind,
     {
         let obj: K = serde_json::from_value(manifest).map_err(kube::Error::SerdeError)?;
-        let plural = K::plural(&Default::default()).to_string();
+        let plural = K::plural(&()).to_string();
         let api = self.api::<K>();
         let created =
             crate::metrics::kube_call("create", &plural, api.create(&PostParams::default(), &obj))
