@@ -73,6 +73,32 @@ async fn counter(gw: &Gateway, name: &str) -> f64 {
         .fold(0.0, |a, b| a + b)
 }
 
+/// Every object of `api`, as stored now.
+async fn stored<K>(api: &Api<K>) -> Vec<K>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+}
+
+/// One metadata field (name, uid) of every object of `api`.
+async fn each<K>(
+    api: &Api<K>,
+    field: fn(kube::api::ObjectMeta) -> Option<String>,
+) -> BTreeSet<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    stored(api)
+        .await
+        .into_iter()
+        .filter_map(|o| field(o.meta().clone()))
+        .collect()
+}
+
 /// Seconds since the epoch; with a second's margin, so that objects made at the start of a
 /// test are after its `epoch_now()`.
 fn epoch_now() -> i64 {
@@ -93,19 +119,9 @@ fn made_since(meta: &kube::api::ObjectMeta, since: i64) -> bool {
 async fn pods_settle_to(pods: &Api<Pod>, jobs: &Api<Job>, expected: usize, since: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let job_uids: BTreeSet<String> = jobs
-            .list(&ListParams::default())
+        let job_uids = each(jobs, |m| m.uid).await;
+        let pod_list: Vec<Pod> = stored(pods)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .items
-            .into_iter()
-            .filter_map(|j| j.metadata.uid)
-            .collect();
-        let pod_list: Vec<Pod> = pods
-            .list(&ListParams::default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .items
             .into_iter()
             .filter(|p| made_since(&p.metadata, since))
             .collect();
@@ -143,14 +159,7 @@ async fn pods_settle_to(pods: &Api<Pod>, jobs: &Api<Job>, expected: usize, since
 /// A refused run never started its command: the job controller's pod-creation events name
 /// only the accepted jobs (an undone create was held, parallelism 0, until deleted).
 async fn no_pod_made_for_refused_jobs(admin: &kube::Client, ns: &str, jobs: &Api<Job>, since: i64) {
-    let job_uids: BTreeSet<String> = jobs
-        .list(&ListParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .items
-        .into_iter()
-        .filter_map(|j| j.metadata.uid)
-        .collect();
+    let job_uids = each(jobs, |m| m.uid).await;
     let events = Api::<Event>::namespaced(admin.clone(), ns)
         .list(&ListParams::default().fields("involvedObject.kind=Job,reason=SuccessfulCreate"))
         .await
@@ -223,14 +232,7 @@ async fn forty_parallel_runs(tool: &str, slot: &'static str) {
     let admin = admin(&cluster);
     let ns = format!("tool-{tool}");
     let jobs = Api::<Job>::namespaced(admin.clone(), &ns);
-    let names: BTreeSet<String> = jobs
-        .list(&ListParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .items
-        .into_iter()
-        .filter_map(|j| j.metadata.name)
-        .collect();
+    let names = each(&jobs, |m| m.name).await;
     assert_eq!(
         names, accepted,
         "the cluster holds exactly the accepted jobs, none of the refused ones"
@@ -295,19 +297,7 @@ async fn one_job_name_raced_as_two_kinds_on_two_replicas_exists_once() {
             y.0,
             y.1["message"]
         );
-        let lp = ListParams::default();
-        let n = jobs
-            .list(&lp)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .items
-            .len()
-            + crons
-                .list(&lp)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .items
-                .len();
+        let n = stored(&jobs).await.len() + stored(&crons).await.len();
         assert_eq!(n, 1, "round {round}: one object holds the name");
     }
     let (status, body) = call(client.delete(a.direct_url("/api/v1/flush/"))).await;
@@ -361,23 +351,13 @@ async fn continuous_and_scheduled_jobs_raced_over_two_replicas_stay_within_their
     assert_eq!(scheduled.len(), 2, "{scheduled:?}");
     let admin = admin(&cluster);
     let ns = format!("tool-{tool}");
-    let rcs: BTreeSet<String> = Api::<ReplicationController>::namespaced(admin.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name)
-        .collect();
+    let rcs = each(
+        &Api::<ReplicationController>::namespaced(admin.clone(), &ns),
+        |m| m.name,
+    )
+    .await;
     assert_eq!(rcs, continuous, "only the accepted continuous jobs exist");
-    let crons: BTreeSet<String> = Api::<CronJob>::namespaced(admin.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name)
-        .collect();
+    let crons = each(&Api::<CronJob>::namespaced(admin.clone(), &ns), |m| m.name).await;
     assert_eq!(crons, scheduled, "only the accepted scheduled jobs exist");
     let (status, body) = call(client.delete(b.direct_url("/api/v1/flush/"))).await;
     assert_eq!(status, 200, "{body}");
@@ -385,10 +365,8 @@ async fn continuous_and_scheduled_jobs_raced_over_two_replicas_stay_within_their
 
 /// The tool's Jobs as stored: (name, held), held meaning created and not yet released.
 async fn stored_jobs(jobs: &Api<Job>) -> Vec<(String, bool)> {
-    jobs.list(&ListParams::default())
+    stored(jobs)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .items
         .into_iter()
         .map(|j| {
             let held = j

@@ -331,18 +331,24 @@ mod tests {
         }
     }
 
+    /// Tool alice's context: continuous jobs as ReplicationControllers, no schedule, no home
+    /// mount.
+    fn alice(img: &Image) -> BuildContext<'_> {
+        BuildContext {
+            tool: "alice",
+            home: "/data/project/alice",
+            image: img,
+            continuous_kind: ContinuousComponent::ReplicationControllers,
+            schedule_actual: None,
+            home_root_mount: None,
+        }
+    }
+
     #[test]
     fn one_off_job_manifest() {
         let img = image();
         let req = request(r#"{"name":"myjob","imagename":"bookworm","cmd":"./run.sh","retry":2}"#);
-        let ctx = BuildContext {
-            tool: "alice",
-            home: "/data/project/alice",
-            image: &img,
-            continuous_kind: ContinuousComponent::ReplicationControllers,
-            schedule_actual: None,
-            home_root_mount: None,
-        };
+        let ctx = alice(&img);
         let labels = json!({
             "toolforge": "tool",
             "app.kubernetes.io/managed-by": "toolforge-jobs-framework",
@@ -395,14 +401,7 @@ mod tests {
     #[test]
     fn held_objects_start_no_pod_and_their_release_restores_the_manifest() {
         let img = image();
-        let mut ctx = BuildContext {
-            tool: "alice",
-            home: "/data/project/alice",
-            image: &img,
-            continuous_kind: ContinuousComponent::ReplicationControllers,
-            schedule_actual: None,
-            home_root_mount: None,
-        };
+        let mut ctx = alice(&img);
         let mark = "/metadata/annotations/jobs.toolforge.org~1held";
         let job = build(
             &request(r#"{"name":"a","imagename":"bookworm","cmd":"x"}"#),
@@ -461,14 +460,7 @@ mod tests {
     #[test]
     fn continuous_and_scheduled_manifests() {
         let img = image();
-        let mut ctx = BuildContext {
-            tool: "alice",
-            home: "/data/project/alice",
-            image: &img,
-            continuous_kind: ContinuousComponent::ReplicationControllers,
-            schedule_actual: None,
-            home_root_mount: None,
-        };
+        let mut ctx = alice(&img);
         let rc = build(
             &request(r#"{"name":"svc","imagename":"bookworm","cmd":"serve","continuous":true}"#),
             &ctx,
