@@ -366,22 +366,19 @@ async fn create_checked(
             .map_err(|e| from_kube(&e, "read the namespace limits"))?;
         check_limits(&ranges, req)?;
     }
-    let held = objects::held(manifest);
     let created = rt
-        .create(held.clone().unwrap_or_else(|| manifest.clone()))
+        .create(objects::held(manifest).unwrap_or_else(|| manifest.clone()))
         .await
         .map_err(|e| {
             tracing::info!(tool = %caller.tool, job = %req.name, error = %e, "create refused");
             from_kube(&e, "create the job").with_data(json!({"k8s_object": manifest}))
         })?;
     arbitrate(state, caller, rt, req, &created, flavor).await?;
-    if held.is_none() {
-        return Ok(created);
-    }
     let (kind, uid) = (
         created["kind"].as_str().unwrap_or_default(),
         created["metadata"]["uid"].as_str().unwrap_or_default(),
     );
+    // no patch for what is not held
     let Some(patch) = objects::release_patch(manifest, uid) else {
         return Ok(created);
     };
