@@ -24,12 +24,12 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{json, Value};
 
-use jobs_gateway::jobs::images::ImageCatalog;
-use jobs_gateway::jobs::labels::ContinuousComponent;
-use jobs_gateway::jobs::objects::{self, BuildContext};
-use jobs_gateway::jobs::request::{fields_from_body, RunRequest};
-use jobs_gateway::jobs::runtime::ToolRuntime;
-use jobs_gateway::jobs::schedule::parse_schedule;
+use jobs_core::images::ImageCatalog;
+use jobs_core::labels::ContinuousComponent;
+use jobs_core::objects::{self, BuildContext};
+use jobs_core::request::{fields_from_body, RunRequest};
+use jobs_core::schedule::parse_schedule;
+use jobs_gateway::runtime::ToolRuntime;
 
 const USAGE: &str = "\
 gateway benchmark: bench/run.sh [options] (or, with a running cluster's env sourced,
@@ -230,7 +230,8 @@ fn tool_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube:
     if DIRECT_HTTP1.load(Ordering::Relaxed) {
         return kube_client(url, ca, cert, key, ns);
     }
-    use jobs_gateway::credentials::{pem_certificates, ApiserverTls, ToolConnector};
+    use jobs_core::pem::pem_certificates;
+    use jobs_gateway::credentials::{ApiserverTls, ToolConnector};
     let roots = pem_certificates(&read(ca)).unwrap_or_else(|e| die(e));
     let tls = ApiserverTls::new(&roots)
         .and_then(|t| t.client_config(&read(cert), &read(key)))
@@ -250,8 +251,7 @@ fn kube_config(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube:
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut config = kube::Config::new(url.parse().unwrap_or_else(|e| die(e)));
     config.default_namespace = ns.to_string();
-    config.root_cert =
-        Some(jobs_gateway::credentials::pem_certificates(&read(ca)).unwrap_or_else(|e| die(e)));
+    config.root_cert = Some(jobs_core::pem::pem_certificates(&read(ca)).unwrap_or_else(|e| die(e)));
     config.connect_timeout = Some(Duration::from_secs(2));
     config.read_timeout = Some(Duration::from_secs(30));
     config.write_timeout = Some(Duration::from_secs(30));

@@ -11,13 +11,13 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use jobs_gateway::identity::dn::DistinguishedName;
-use jobs_gateway::identity::identity_from_dn;
-use jobs_gateway::jobs::images::ImageCatalog;
-use jobs_gateway::jobs::labels::ContinuousComponent;
-use jobs_gateway::jobs::objects::{self, BuildContext};
-use jobs_gateway::jobs::request::{fields_from_body, RunRequest};
-use jobs_gateway::jobs::schedule::parse_schedule;
+use jobs_core::identity::dn::DistinguishedName;
+use jobs_core::identity::identity_from_dn;
+use jobs_core::images::ImageCatalog;
+use jobs_core::labels::ContinuousComponent;
+use jobs_core::objects::{self, BuildContext};
+use jobs_core::request::{fields_from_body, RunRequest};
+use jobs_core::schedule::parse_schedule;
 
 /// What nginx sends for a tool certificate.
 const DN_TOOL: &str = "CN=mytool,O=toolforge";

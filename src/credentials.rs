@@ -28,7 +28,8 @@ use base64::Engine;
 use tokio::sync::Semaphore;
 
 use crate::home::{HomeError, HomeFile, Problem, ToolHome};
-use crate::identity::{certificate_subject, ToolName};
+use jobs_core::identity::{certificate_subject, ToolName};
+use jobs_core::pem::pem_certificates;
 
 /// Largest credential file read; real ones are a few KiB.
 const MAX_FILE_LEN: u64 = 256 * 1024;
@@ -564,14 +565,6 @@ impl ToolConnector {
     }
 }
 
-/// DER certificates of a PEM bundle.
-pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut reader = pem;
-    rustls_pemfile::certs(&mut reader)
-        .map(|c| c.map(|c| c.to_vec()).map_err(|e| format!("bad PEM: {e}")))
-        .collect()
-}
-
 /// A refused or failed read in the tool's home as a credential error; it names paths relative
 /// to the home only.
 fn home_err(tool: &ToolName, e: HomeError) -> CredentialError {
@@ -809,7 +802,7 @@ fn check_certificate(tool: &ToolName, org: &str, pem: &[u8]) -> Result<(), Crede
         return Err(invalid(tool, "the certificate file holds no certificate"));
     };
     let subject = certificate_subject(leaf).map_err(|e| invalid(tool, e.0))?;
-    match crate::identity::identity_from_attributes(&subject, org) {
+    match jobs_core::identity::identity_from_attributes(&subject, org) {
         Ok(name) if &name == tool => {}
         Ok(name) => {
             return Err(invalid(

@@ -1,13 +1,15 @@
 //! jobs-gateway: the Toolforge jobs API, acting on Kubernetes as the calling tool.
+//!
+//! HTTP, authentication, credentials, the Kubernetes runtime, limits, metrics and the server.
+//! What jobs mean (requests, objects, status, views, wire types) is in [`jobs_core`].
 
 pub mod api;
-pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod home;
-pub mod identity;
-pub mod jobs;
 pub mod limits;
+pub mod logfiles;
 pub mod memory;
 pub mod metrics;
+pub mod runtime;
 pub mod server;

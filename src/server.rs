@@ -16,9 +16,10 @@ use crate::api::auth::Listener;
 use crate::api::guard::LoadLimits;
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::credentials::{pem_certificates, CredentialStore, StoreSettings};
-use crate::jobs::images::ImageCatalog;
+use crate::credentials::{CredentialStore, StoreSettings};
 use crate::limits::{spawn_housekeeping, JobQuota, JobQuotas, Rate, RateLimits};
+use jobs_core::images::ImageCatalog;
+use jobs_core::pem::pem_certificates;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -464,7 +464,7 @@ async fn served_certificate(addr: std::net::SocketAddr, ca: &std::path::Path) ->
 
 fn first_certificate(path: &std::path::Path) -> Vec<u8> {
     let pem = std::fs::read(path).unwrap_or_else(|e| panic!("{e}"));
-    jobs_gateway::credentials::pem_certificates(&pem)
+    jobs_core::pem::pem_certificates(&pem)
         .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
         .next()

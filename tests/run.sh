@@ -52,5 +52,7 @@ bash "$here/cli/setup-venvs.sh"
 say "running the tests"
 # benches first (each criterion benchmark runs once as a smoke test), so that the run ends
 # with the test runner's summary
-cargo test --benches 2>&1
-cargo test --lib --bins --tests "$@" 2>&1
+# the CLI integration tests run the CLI package's binary, which cargo test does not build
+cargo build --workspace --bins 2>&1
+cargo test --workspace --benches 2>&1
+cargo test --workspace --lib --bins --tests "$@" 2>&1

@@ -1,8 +1,8 @@
 //! DN parser and identity rules: never panic; an accepted identity is a valid tool name.
 #![no_main]
 
-use jobs_gateway::identity::dn::DistinguishedName;
-use jobs_gateway::identity::{identity_from_dn, MAX_TOOL_NAME_LEN};
+use jobs_core::identity::dn::DistinguishedName;
+use jobs_core::identity::{identity_from_dn, MAX_TOOL_NAME_LEN};
 use libfuzzer_sys::fuzz_target;
 
 /// ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$

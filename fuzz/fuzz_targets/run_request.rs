@@ -6,7 +6,7 @@
 //! Seeds use the ASCII digits '0'..'3' as that byte.
 #![no_main]
 
-use jobs_gateway::jobs::request::{check_job_name, fields_from_body, RunRequest, EMAIL_VALUES};
+use jobs_core::request::{check_job_name, fields_from_body, RunRequest, EMAIL_VALUES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use chrono::{TimeZone, Utc};
-use jobs_gateway::jobs::schedule::{next_run_after, parse_schedule};
+use jobs_core::schedule::{next_run_after, parse_schedule};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

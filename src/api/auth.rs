@@ -14,7 +14,7 @@ use axum_server::tls::TlsInfo;
 
 use super::error::ApiError;
 use super::guard::{is_mutating, RequestContext};
-use crate::identity::{self, ToolName};
+use jobs_core::identity::{self, ToolName};
 
 pub const SUBJECT_HEADER: &str = "ssl-client-subject-dn";
 

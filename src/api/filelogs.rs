@@ -16,9 +16,9 @@ use super::handlers::no_logs_available;
 use super::AppState;
 use crate::credentials::CredentialStore;
 use crate::home::{HomeError, Problem, ToolHome};
-use crate::identity::ToolName;
-use crate::jobs::logs;
-use crate::jobs::view::JobView;
+use crate::logfiles as logs;
+use jobs_core::identity::ToolName;
+use jobs_core::view::JobView;
 
 /// A refused or failed read of a log file as the caller sees it: 403 for a file the gateway
 /// will not read for the tool, 503 for an I/O failure, 501 where the kernel cannot open files

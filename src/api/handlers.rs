@@ -19,15 +19,15 @@ use super::error::{from_kube, job_name_taken, ApiError, Flavor};
 use super::filelogs::{self, log_files, read_tail};
 use super::guard::{LimitedBody, RequestContext};
 use super::{podlogs, AppState};
-use crate::jobs::labels::Component;
-use crate::jobs::logs;
-use crate::jobs::objects::{self, BuildContext};
-use crate::jobs::quantity::Quantity;
-use crate::jobs::quota::{self, GatewayJobUsage};
-use crate::jobs::request::{check_job_name, fields_from_body, Dialect, RunRequest};
-use crate::jobs::runtime::{Existing, Snapshot, ToolRuntime};
-use crate::jobs::schedule::{parse_schedule, parse_schedule_v1};
-use crate::jobs::view::{self, JobView};
+use crate::runtime::{Existing, Snapshot, ToolRuntime};
+use jobs_core::labels::Component;
+use jobs_core::logs;
+use jobs_core::objects::{self, BuildContext};
+use jobs_core::quantity::Quantity;
+use jobs_core::quota::{self, GatewayJobUsage};
+use jobs_core::request::{check_job_name, fields_from_body, Dialect, RunRequest};
+use jobs_core::schedule::{parse_schedule, parse_schedule_v1};
+use jobs_core::view::{self, JobView};
 
 pub async fn healthz() -> Json<&'static str> {
     Json("OK")
@@ -522,7 +522,7 @@ pub async fn upsert_job(
         Some(e)
             if e.component == wanted
                 && e.spec_hash.as_deref()
-                    == manifest["metadata"]["annotations"][crate::jobs::labels::SPEC_HASH]
+                    == manifest["metadata"]["annotations"][jobs_core::labels::SPEC_HASH]
                         .as_str() =>
         {
             Ok((up_to_date_message(name), false))
@@ -578,10 +578,10 @@ pub async fn quota_parts(state: &AppState, caller: &Caller) -> Result<QuotaParts
             scheduled_used: scheduled,
         },
         continuous_key: match state.continuous_component() {
-            crate::jobs::labels::ContinuousComponent::ReplicationControllers => {
+            jobs_core::labels::ContinuousComponent::ReplicationControllers => {
                 "count/replicationcontrollers"
             }
-            crate::jobs::labels::ContinuousComponent::Deployments => "count/deployments.apps",
+            jobs_core::labels::ContinuousComponent::Deployments => "count/deployments.apps",
         },
     })
 }
@@ -646,13 +646,13 @@ async fn container_log_response(
         (None, _) => None,
     };
     let since = since_text
-        .map(|s| crate::jobs::podlogs::parse_time_bound("since", s, now))
+        .map(|s| jobs_core::podlogs::parse_time_bound("since", s, now))
         .transpose()
         .map_err(ApiError::bad_request)?;
     let until = params
         .until
         .as_deref()
-        .map(|s| crate::jobs::podlogs::parse_time_bound("until", s, now))
+        .map(|s| jobs_core::podlogs::parse_time_bound("until", s, now))
         .transpose()
         .map_err(ApiError::bad_request)?;
     let with_container = route != LogRoute::Legacy;

@@ -17,10 +17,10 @@ use axum::Router;
 
 use crate::config::{Config, ContinuousKind, HomeMount};
 use crate::credentials::CredentialStore;
-use crate::jobs::images::ImageCatalog;
-use crate::jobs::labels::ContinuousComponent;
 use crate::limits::{JobQuotas, RateLimits};
 use auth::{AuthPolicy, Listener};
+use jobs_core::images::ImageCatalog;
+use jobs_core::labels::ContinuousComponent;
 
 /// Shared by every request.
 #[derive(Clone)]

@@ -21,8 +21,8 @@ use kube::api::LogParams;
 use serde_json::json;
 
 use super::error::{from_kube, ApiError};
-use crate::jobs::podlogs::{self, PodLine};
-use crate::jobs::runtime::ToolRuntime;
+use crate::runtime::ToolRuntime;
+use jobs_core::podlogs::{self, PodLine};
 
 /// Most pods whose logs one request reads (the newest ones).
 pub const MAX_PODS: usize = 20;
@@ -109,7 +109,7 @@ async fn read_container(
     };
     let mut reader = rt.pod_log_stream(pod, &lp).await?;
     let mut kept = VecDeque::new();
-    let line_max = crate::jobs::logs::MAX_LINE_BYTES + 64;
+    let line_max = jobs_core::logs::MAX_LINE_BYTES + 64;
     // a stream cut short keeps what was read
     while let Ok(Some(raw)) = bounded_line(&mut reader, line_max).await {
         let text = String::from_utf8_lossy(&raw);
@@ -310,7 +310,7 @@ async fn follow_container(
     with_container: bool,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
-    let line_max = crate::jobs::logs::MAX_LINE_BYTES + 64;
+    let line_max = jobs_core::logs::MAX_LINE_BYTES + 64;
     // the stream ends at `until`, whether or not a line comes
     let until_at = until
         .map(|u| tokio::time::Instant::now() + (u - Utc::now()).to_std().unwrap_or(Duration::ZERO));

@@ -15,9 +15,9 @@ use super::error::ApiError;
 use super::guard::{LimitedBody, RequestContext};
 use super::handlers::{self, LogParams, LogRoute};
 use super::AppState;
-use crate::jobs::quota;
-use crate::jobs::request::Dialect;
-use crate::jobs::view;
+use jobs_core::quota;
+use jobs_core::request::Dialect;
+use jobs_core::view;
 
 fn messages(info: &[String]) -> Value {
     json!({"info": info, "warning": [], "error": []})

@@ -7,7 +7,23 @@ use std::process::{Command, Output, Stdio};
 
 use crate::common::{provision, Gateway, Pki};
 
-pub const CLI: &str = env!("CARGO_BIN_EXE_toolforge-jobs");
+/// The `toolforge-jobs` binary of the workspace's CLI package. It is another package's
+/// binary, so cargo does not build it for these tests: `tests/run.sh` runs
+/// `cargo build --workspace --bins` first (by hand: `cargo build -p toolforge-jobs`). It sits
+/// beside the gateway binary, in the same profile directory.
+pub fn cli() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let gateway = Path::new(env!("CARGO_BIN_EXE_jobs-gateway"));
+        let cli = gateway.with_file_name("toolforge-jobs");
+        assert!(
+            cli.is_file(),
+            "{} is missing: build it first with `cargo build -p toolforge-jobs`",
+            cli.display()
+        );
+        cli.display().to_string()
+    })
+}
 
 /// One tool, provisioned, with a running gateway and a home for the CLI.
 pub struct Tool {
@@ -77,7 +93,7 @@ impl Tool {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(CLI);
+        let mut cmd = Command::new(cli());
         self.env(&mut cmd);
         cmd.args(args).stdin(Stdio::null());
         cmd
@@ -87,7 +103,7 @@ impl Tool {
         run_of(
             self.cmd(args)
                 .output()
-                .unwrap_or_else(|e| panic!("starting {CLI}: {e}")),
+                .unwrap_or_else(|e| panic!("starting {}: {e}", cli())),
         )
     }
 
@@ -104,7 +120,7 @@ impl Tool {
 
     /// Runs the CLI inside a pseudo-terminal (`script`), `stdin` fed to it.
     pub fn in_terminal(&self, args: &[&str], stdin: &str) -> Run {
-        let line = std::iter::once(CLI)
+        let line = std::iter::once(cli())
             .chain(args.iter().copied())
             .map(shell_quote)
             .collect::<Vec<_>>()

@@ -526,7 +526,7 @@ pub fn admin(cluster: &Cluster) -> kube::Client {
     let mut config = kube::Config::new(cluster.url.parse().unwrap_or_else(|e| panic!("{e}")));
     let ca = std::fs::read(&cluster.ca).unwrap_or_else(|e| panic!("{e}"));
     config.root_cert =
-        Some(jobs_gateway::credentials::pem_certificates(&ca).unwrap_or_else(|e| panic!("{e}")));
+        Some(jobs_core::pem::pem_certificates(&ca).unwrap_or_else(|e| panic!("{e}")));
     config.auth_info.client_certificate_data =
         Some(b64.encode(std::fs::read(&cluster.admin_cert).unwrap_or_else(|e| panic!("{e}"))));
     config.auth_info.client_key_data = Some(
@@ -637,7 +637,7 @@ pub async fn tls_stream_offering(
     install_crypto();
     let mut roots = rustls::RootCertStore::empty();
     let ca_pem = std::fs::read(ca).map_err(|e| e.to_string())?;
-    for der in jobs_gateway::credentials::pem_certificates(&ca_pem)? {
+    for der in jobs_core::pem::pem_certificates(&ca_pem)? {
         roots
             .add(rustls_pki_types::CertificateDer::from(der))
             .map_err(|e| e.to_string())?;
@@ -651,7 +651,7 @@ pub async fn tls_stream_offering(
     let config = match identity {
         Some((cert, key)) => {
             let cert_pem = std::fs::read(cert).map_err(|e| e.to_string())?;
-            let chain = jobs_gateway::credentials::pem_certificates(&cert_pem)?
+            let chain = jobs_core::pem::pem_certificates(&cert_pem)?
                 .into_iter()
                 .map(rustls_pki_types::CertificateDer::from)
                 .collect();

@@ -13,7 +13,7 @@ use kube::api::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::labels::{self, selector_string, Component, ContinuousComponent};
+use jobs_core::labels::{self, selector_string, Component, ContinuousComponent};
 
 /// What Kubernetes holds for a tool's jobs (optionally narrowed to one name).
 #[derive(Default)]
@@ -63,9 +63,9 @@ pub struct ToolRuntime {
     tool: String,
     namespace: String,
     continuous: ContinuousComponent,
-    /// Lists are parsed without `metadata.managedFields` (see [`super::slim`]).
+    /// Lists are parsed without `metadata.managedFields` (see [`jobs_core::slim`]).
     slim: bool,
-    /// How old a held object (see [`super::objects::held`]) must be before a census takes it
+    /// How old a held object (see [`jobs_core::objects::held`]) must be before a census takes it
     /// for one left by a request that ended without releasing it, and deletes it.
     held_stale: std::time::Duration,
 }
@@ -154,7 +154,7 @@ impl ToolRuntime {
         let text =
             crate::metrics::kube_call("list", &plural, self.client.request_text(request)).await?;
         let list: kube::core::ObjectList<K> =
-            serde_json::from_slice(&super::slim::without_managed_fields(text.into_bytes()))
+            serde_json::from_slice(&jobs_core::slim::without_managed_fields(text.into_bytes()))
                 .map_err(kube::Error::SerdeError)?;
         Ok(list.items)
     }
@@ -230,7 +230,7 @@ impl ToolRuntime {
     /// created after it. `skip_uid` leaves one object out; `name` also counts the objects of
     /// that job name.
     ///
-    /// Held objects (created, not yet released: [`super::objects::held`]) count like the
+    /// Held objects (created, not yet released: [`jobs_core::objects::held`]) count like the
     /// others, since their creates may yet win their arbitration, unless older than
     /// `held_stale`: those were left by a request that ended without releasing them (its
     /// replica died, or the request was cut), never ran a pod, and are deleted here (each
@@ -427,8 +427,8 @@ impl ToolRuntime {
         self.census(None, None, None).await.map(|_| ())
     }
 
-    /// Releases a held object (see [`super::objects::held`]) with the JSON patch of
-    /// [`super::objects::release_patch`]; returns the object as stored after the release.
+    /// Releases a held object (see [`jobs_core::objects::held`]) with the JSON patch of
+    /// [`jobs_core::objects::release_patch`]; returns the object as stored after the release.
     pub async fn release(
         &self,
         kind: &str,

@@ -4,14 +4,14 @@
 //! failed under `--wait`, a declined confirmation); 2 server or connection error (5xx, TLS,
 //! unreachable, unexpected reply, `--wait` timeout) and command-line usage errors.
 
-pub mod args;
-pub mod client;
-pub mod commands;
-pub mod config;
-pub mod jobs;
-pub mod load;
-pub mod logs;
-pub mod output;
+mod args;
+mod client;
+mod commands;
+mod config;
+mod jobs;
+mod load;
+mod logs;
+mod output;
 
 use std::io::IsTerminal;
 
@@ -74,8 +74,12 @@ pub fn print_warning(text: &str) {
     );
 }
 
+fn main() {
+    std::process::exit(run());
+}
+
 /// Runs the client with the process arguments; returns the exit code.
-pub fn main() -> i32 {
+fn run() -> i32 {
     let cli = args::Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -314,7 +314,7 @@ fn build_plain(req: &RunRequest, ctx: &BuildContext<'_>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::request::{fields_from_body, RunRequest};
+    use crate::request::{fields_from_body, RunRequest};
 
     fn request(body: &str) -> RunRequest {
         let f = fields_from_body(Some("application/json"), body.as_bytes())

@@ -271,10 +271,6 @@ impl Spinner {
         self.start.elapsed()
     }
 
-    pub fn set_what(&mut self, what: impl Into<String>) {
-        self.what = what.into();
-    }
-
     pub fn tick(&mut self, status: &str) {
         if !self.enabled {
             return;

@@ -253,7 +253,7 @@ pub fn read_kubeconfig(path: &Path) -> Result<KubeIdentity, CliError> {
 
 /// The CN of the first certificate in a PEM chain.
 pub fn certificate_cn(cert_pem: &[u8]) -> Option<String> {
-    let ders = crate::credentials::pem_certificates(cert_pem).ok()?;
+    let ders = jobs_core::pem::pem_certificates(cert_pem).ok()?;
     let der = ders.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let cn = cert

@@ -14,7 +14,7 @@ use super::commands::{current_jobs, messages, pretty, wait_for, Ctx};
 use super::jobs::JobSpec;
 use super::output::{self, Spinner, Style};
 use super::{print_warning, CliError};
-use crate::jobs::quota::{format_cpu, format_memory};
+use jobs_core::quota::{format_cpu, format_memory};
 
 /// One entry of a load file.
 #[derive(Debug, Clone, PartialEq)]

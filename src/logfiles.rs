@@ -1,55 +1,24 @@
 //! File logs: reading the end of a job's `filelog` files from the tool's home, and following
-//! them as they grow (spec §1.3 logs row; CLI NDJSON entries `{datetime,pod,container,message}`).
+//! them as they grow.
 //!
 //! Files are opened in the tool's home with [`crate::home`] (never by path with the gateway's
 //! own rights) and read from the checked handle. Everything here is blocking; the caller runs
 //! it on a blocking pool with a timeout. Reads are bounded: [`tail`] reads backwards in chunks
 //! and never more than about `n` capped lines' worth of bytes, [`read_since`] at most
-//! `max_bytes` per call.
+//! `max_bytes` per call. Lines are cut as [`jobs_core::logs::line_text`] says.
 
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use jobs_core::logs::{line_text, CUT_MARK, MAX_LINE_BYTES};
 
 use crate::home::{HomeError, HomeFile, ToolHome};
-
-/// Lines returned when the request does not say.
-pub const DEFAULT_LINES: usize = 500;
-/// Most lines a request may ask for.
-pub const MAX_LINES: usize = 5000;
-/// Longest line kept, in bytes; longer lines are cut and end with [`CUT_MARK`].
-pub const MAX_LINE_BYTES: usize = 16 * 1024;
-/// Appended to (or, for a line whose start was never reached, put before) a cut line.
-pub const CUT_MARK: &str = "…";
 
 /// Backwards read size for [`tail`].
 const CHUNK: usize = 64 * 1024;
 /// Hard cap of one [`read_since`] call, whatever `max_bytes` says.
 const MAX_READ_SINCE: u64 = 16 * 1024 * 1024;
-
-/// The `lines` query parameter: absent means [`DEFAULT_LINES`].
-pub fn parse_lines(raw: Option<&str>) -> Result<usize, String> {
-    let Some(raw) = raw else {
-        return Ok(DEFAULT_LINES);
-    };
-    let text = raw.trim();
-    let digits = text.strip_prefix('+').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("Unable to parse lines as integer".to_string());
-    }
-    match digits.parse::<usize>() {
-        Ok(n) if n <= MAX_LINES => Ok(n),
-        _ => {
-            let shown = digits.trim_start_matches('0');
-            Err(format!(
-                "Requested number of {shown} lines is over limit of {MAX_LINES}"
-            ))
-        }
-    }
-}
 
 /// Where a configured log path (relative to the home, or absolute under the home's path) is
 /// in the tool's home, as a path relative to it; `Err(message)` when it cannot be there.
@@ -82,23 +51,6 @@ fn read_at(mut file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len);
     file.take(len as u64).read_to_end(&mut buf)?;
     Ok(buf)
-}
-
-/// One line's bytes (without its newline) as text: a trailing `\r` dropped, invalid UTF-8
-/// replaced, cut at [`MAX_LINE_BYTES`] on a character boundary with [`CUT_MARK`] appended.
-fn line_text(bytes: &[u8]) -> String {
-    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    if bytes.len() <= MAX_LINE_BYTES {
-        return String::from_utf8_lossy(bytes).into_owned();
-    }
-    let mut cut = MAX_LINE_BYTES;
-    // Do not split a multi-byte character: back off over continuation bytes.
-    while cut > MAX_LINE_BYTES - 3 && (bytes[cut] & 0xC0) == 0x80 {
-        cut -= 1;
-    }
-    let mut text = String::from_utf8_lossy(&bytes[..cut]).into_owned();
-    text.push_str(CUT_MARK);
-    text
 }
 
 /// The last `n` lines of a file (oldest first) and the file length, the offset to follow
@@ -222,31 +174,6 @@ pub fn read_since(log: &HomeFile, offset: u64, max_bytes: u64) -> io::Result<(Ve
     Ok((lines, offset + complete.len() as u64))
 }
 
-/// One log line as the CLI reads it (release 14 reads `datetime`, `pod`, `message`; 16.x also
-/// `container`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LogEntry {
-    pub datetime: String,
-    pub pod: String,
-    pub container: String,
-    pub message: String,
-}
-
-/// Turns the lines of one stream (`"stdout"` or `"stderr"`) into entries: file logs have no
-/// pod, so `pod` is the job name; `datetime` is the file's mtime, RFC 3339 UTC seconds.
-pub fn entries(job: &str, stream: &str, lines: Vec<String>, mtime: DateTime<Utc>) -> Vec<LogEntry> {
-    let datetime = mtime.to_rfc3339_opts(SecondsFormat::Secs, true);
-    lines
-        .into_iter()
-        .map(|message| LogEntry {
-            datetime: datetime.clone(),
-            pod: job.to_string(),
-            container: stream.to_string(),
-            message,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,33 +204,6 @@ mod tests {
     fn append(p: &Path, content: &[u8]) {
         let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
         f.write_all(content).unwrap();
-    }
-
-    #[test]
-    fn lines_parameter() {
-        assert_eq!(parse_lines(None), Ok(500));
-        assert_eq!(parse_lines(Some("10")), Ok(10));
-        assert_eq!(parse_lines(Some(" 5000 ")), Ok(5000));
-        assert_eq!(parse_lines(Some("0")), Ok(0));
-        assert_eq!(parse_lines(Some("+7")), Ok(7));
-        for bad in ["", "abc", "1.5", "-3", "10x", "+"] {
-            assert_eq!(
-                parse_lines(Some(bad)),
-                Err("Unable to parse lines as integer".to_string()),
-                "{bad}"
-            );
-        }
-        assert_eq!(
-            parse_lines(Some("5001")),
-            Err("Requested number of 5001 lines is over limit of 5000".to_string())
-        );
-        assert_eq!(
-            parse_lines(Some("99999999999999999999999")),
-            Err(
-                "Requested number of 99999999999999999999999 lines is over limit of 5000"
-                    .to_string()
-            )
-        );
     }
 
     #[test]
@@ -505,28 +405,5 @@ mod tests {
         let (got, off) = read_since(&opened(&p), off, 1024).unwrap();
         assert_eq!(got, vec!["fresh"]);
         assert_eq!(off, 6);
-    }
-
-    #[test]
-    fn entries_and_json() {
-        let mtime = DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123+02:00")
-            .unwrap()
-            .with_timezone(&Utc);
-        let e = entries("myjob", "stderr", vec!["boom".into(), "bang".into()], mtime);
-        assert_eq!(e.len(), 2);
-        assert_eq!(
-            e[0],
-            LogEntry {
-                datetime: "2024-05-06T05:08:09Z".into(),
-                pod: "myjob".into(),
-                container: "stderr".into(),
-                message: "boom".into(),
-            }
-        );
-        assert_eq!(
-            serde_json::to_value(&e[1]).unwrap(),
-            serde_json::json!({"datetime": "2024-05-06T05:08:09Z", "pod": "myjob",
-                               "container": "stderr", "message": "bang"})
-        );
     }
 }

@@ -22,7 +22,7 @@ fn root_store(trust: &Trust) -> Result<rustls::RootCertStore, CliError> {
             let pem = std::fs::read(path).map_err(|e| {
                 CliError::User(format!("cannot read the CA bundle {}: {e}", path.display()))
             })?;
-            let ders = crate::credentials::pem_certificates(&pem)
+            let ders = jobs_core::pem::pem_certificates(&pem)
                 .map_err(|e| CliError::User(format!("CA bundle {}: {e}", path.display())))?;
             for der in ders {
                 // bundles like /etc/ssl/certs hold a few certificates rustls can't use
@@ -53,7 +53,7 @@ fn root_store(trust: &Trust) -> Result<rustls::RootCertStore, CliError> {
 fn tls_config(settings: &Settings) -> Result<rustls::ClientConfig, CliError> {
     let roots = root_store(&settings.trust)?;
     let chain: Vec<rustls_pki_types::CertificateDer<'static>> =
-        crate::credentials::pem_certificates(&settings.identity.cert_pem)
+        jobs_core::pem::pem_certificates(&settings.identity.cert_pem)
             .map_err(|e| CliError::User(format!("client certificate: {e}")))?
             .into_iter()
             .map(rustls_pki_types::CertificateDer::from)
