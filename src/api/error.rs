@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::credentials::CredentialError;
+use jobs_core::wire;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -82,14 +83,19 @@ impl Flavor {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match Flavor::current() {
-            Flavor::Legacy => json!({"message": self.message, "data": self.data}),
-            Flavor::V1 => json!({
-                "error": [self.message],
-                "messages": {"error": [self.message], "info": [], "warning": []},
-            }),
+        let mut resp = match Flavor::current() {
+            Flavor::Legacy => (
+                self.status,
+                Json(wire::legacy::ErrorReply {
+                    message: self.message,
+                    data: self.data,
+                }),
+            )
+                .into_response(),
+            Flavor::V1 => {
+                (self.status, Json(wire::v1::ErrorReply::new(&self.message))).into_response()
+            }
         };
-        let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert("retry-after", v);

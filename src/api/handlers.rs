@@ -28,6 +28,7 @@ use jobs_core::quota::{self, GatewayJobUsage};
 use jobs_core::request::{check_job_name, fields_from_body, Dialect, RunRequest};
 use jobs_core::schedule::{parse_schedule, parse_schedule_v1};
 use jobs_core::view::{self, JobView};
+use jobs_core::wire;
 
 pub async fn healthz() -> Json<&'static str> {
     Json("OK")
@@ -550,15 +551,16 @@ pub async fn upsert_job(
     }
 }
 
-pub fn image_list(state: &AppState) -> Value {
-    let catalog = state.images();
-    Value::Array(
-        catalog
-            .listed()
-            .iter()
-            .map(|i| json!({"shortname": i.canonical_name, "image": i.container}))
-            .collect(),
-    )
+pub fn image_list(state: &AppState) -> Vec<wire::Image> {
+    state
+        .images()
+        .listed()
+        .iter()
+        .map(|i| wire::Image {
+            shortname: i.canonical_name.clone(),
+            image: i.container.clone(),
+        })
+        .collect()
 }
 
 /// ResourceQuota, LimitRange and the gateway's own job limits of the caller.
@@ -844,23 +846,21 @@ fn log_lines(route: LogRoute, body: Body) -> Response {
 pub async fn legacy_list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<wire::legacy::Job>>, ApiError> {
     let views = list_views(&state, &caller).await?;
-    Ok(Json(Value::Array(
-        views
-            .iter()
-            .map(|v| view::legacy_json(v, &state.home_of(caller.tool.as_str())))
-            .collect(),
-    )))
+    let home = state.home_of(caller.tool.as_str());
+    Ok(Json(
+        views.iter().map(|v| view::legacy_job(v, &home)).collect(),
+    ))
 }
 
 pub async fn legacy_show(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::legacy::Job>, ApiError> {
     let shown = show_view(&state, &caller, &name).await?;
-    Ok(Json(view::legacy_json(
+    Ok(Json(view::legacy_job(
         &shown,
         &state.home_of(caller.tool.as_str()),
     )))
@@ -885,12 +885,12 @@ pub async fn legacy_create(
     Extension(ctx): Extension<Arc<RequestContext>>,
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::legacy::Job>), ApiError> {
     let (req, _) = create_job(&state, &caller, &ctx, &headers, &body, Dialect::Legacy).await?;
     let shown = show_view(&state, &caller, &req.name).await?;
     Ok((
         StatusCode::CREATED,
-        Json(view::legacy_json(
+        Json(view::legacy_job(
             &shown,
             &state.home_of(caller.tool.as_str()),
         )),
@@ -930,14 +930,14 @@ pub async fn legacy_restart<const V14: bool>(
     Ok(written::<V14>())
 }
 
-pub async fn legacy_images(State(state): State<AppState>) -> Json<Value> {
+pub async fn legacy_images(State(state): State<AppState>) -> Json<Vec<wire::Image>> {
     Json(image_list(&state))
 }
 
 pub async fn legacy_quota(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::Quota>, ApiError> {
     let p = quota_parts(&state, &caller).await?;
     Ok(Json(quota::legacy_quota(
         p.rq.as_ref(),

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -18,9 +17,21 @@ use super::AppState;
 use jobs_core::quota;
 use jobs_core::request::Dialect;
 use jobs_core::view;
+use jobs_core::wire::v1::{
+    ImagesReply, Job, JobDefinition, JobReply, JobsReply, LogsData, LogsPage, Messages,
+    MessagesReply, QuotaReply,
+};
+use jobs_core::wire::LogEntry;
 
-fn messages(info: &[String]) -> Value {
-    json!({"info": info, "warning": [], "error": []})
+fn messages(info: &[String]) -> Messages {
+    Messages::info(info)
+}
+
+fn said(info: &[String]) -> Json<MessagesReply> {
+    Json(MessagesReply {
+        messages: messages(info),
+        job_changed: None,
+    })
 }
 
 /// The path's tool must be the caller.
@@ -53,14 +64,22 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     Path(tool): Path<String>,
     Query(q): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     same_tool(&caller, &tool)?;
     let views = handlers::list_views(&state, &caller).await?;
-    let jobs: Vec<Value> = views
-        .iter()
-        .map(|v| view::v1_json(v, q.include_unset()))
-        .collect();
-    Ok(Json(json!({"jobs": jobs, "messages": messages(&[])})))
+    Ok(if q.include_unset() {
+        Json(JobsReply::<Job> {
+            jobs: views.iter().map(view::v1_job).collect(),
+            messages: messages(&[]),
+        })
+        .into_response()
+    } else {
+        Json(JobsReply::<JobDefinition> {
+            jobs: views.iter().map(view::v1_definition).collect(),
+            messages: messages(&[]),
+        })
+        .into_response()
+    })
 }
 
 pub async fn show(
@@ -68,12 +87,28 @@ pub async fn show(
     Extension(caller): Extension<Caller>,
     Path((tool, name)): Path<(String, String)>,
     Query(q): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     same_tool(&caller, &tool)?;
     let v = handlers::show_view(&state, &caller, &name).await?;
-    Ok(Json(
-        json!({"job": view::v1_json(&v, q.include_unset()), "messages": messages(&[])}),
-    ))
+    Ok(if q.include_unset() {
+        Json(JobReply {
+            job: view::v1_job(&v),
+            messages: messages(&[]),
+        })
+        .into_response()
+    } else {
+        // the same wrapper, with the job as set
+        #[derive(serde::Serialize)]
+        struct DefinitionReply {
+            job: JobDefinition,
+            messages: Messages,
+        }
+        Json(DefinitionReply {
+            job: view::v1_definition(&v),
+            messages: messages(&[]),
+        })
+        .into_response()
+    })
 }
 
 /// 201 with the job. Like the 16.x server, no info message: the CLI prints every info line,
@@ -85,17 +120,17 @@ pub async fn create(
     Path(tool): Path<String>,
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobReply>), ApiError> {
     same_tool(&caller, &tool)?;
     let (req, _) =
         handlers::create_job(&state, &caller, &ctx, &headers, &body, Dialect::V1).await?;
     let v = handlers::show_view(&state, &caller, &req.name).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "job": view::v1_json(&v, true),
-            "messages": messages(&[]),
-        })),
+        Json(JobReply {
+            job: view::v1_job(&v),
+            messages: messages(&[]),
+        }),
     ))
 }
 
@@ -106,12 +141,13 @@ pub async fn upsert(
     Path(tool): Path<String>,
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagesReply>, ApiError> {
     same_tool(&caller, &tool)?;
     let (message, changed) = handlers::upsert_job(&state, &caller, &ctx, &headers, &body).await?;
-    Ok(Json(
-        json!({"messages": messages(&[message]), "job_changed": changed}),
-    ))
+    Ok(Json(MessagesReply {
+        messages: messages(&[message]),
+        job_changed: Some(changed),
+    }))
 }
 
 /// Empty `messages`, as the 16.x server (a flush from cron prints nothing).
@@ -119,10 +155,10 @@ pub async fn flush(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(tool): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagesReply>, ApiError> {
     same_tool(&caller, &tool)?;
     handlers::flush_jobs(&state, &caller).await?;
-    Ok(Json(json!({"messages": messages(&[])})))
+    Ok(said(&[]))
 }
 
 /// Empty `messages`, as the 16.x server (a delete from cron prints nothing).
@@ -131,10 +167,10 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Extension(ctx): Extension<Arc<RequestContext>>,
     Path((tool, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagesReply>, ApiError> {
     same_tool(&caller, &tool)?;
     handlers::delete_job(&state, &caller, &ctx, &name).await?;
-    Ok(Json(json!({"messages": messages(&[])})))
+    Ok(said(&[]))
 }
 
 /// Empty `messages`, as the 16.x server (a restart from cron prints nothing).
@@ -143,34 +179,35 @@ pub async fn restart(
     Extension(caller): Extension<Caller>,
     Extension(ctx): Extension<Arc<RequestContext>>,
     Path((tool, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagesReply>, ApiError> {
     same_tool(&caller, &tool)?;
     handlers::restart_job(&state, &caller, &ctx, &name).await?;
-    Ok(Json(json!({"messages": messages(&[])})))
+    Ok(said(&[]))
 }
 
 pub async fn images(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(tool): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ImagesReply>, ApiError> {
     same_tool(&caller, &tool)?;
-    Ok(Json(
-        json!({"images": handlers::image_list(&state), "messages": {}}),
-    ))
+    Ok(Json(ImagesReply {
+        images: handlers::image_list(&state),
+        messages: Messages::none(),
+    }))
 }
 
 pub async fn quotas(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(tool): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QuotaReply>, ApiError> {
     same_tool(&caller, &tool)?;
     let p = handlers::quota_parts(&state, &caller).await?;
-    Ok(Json(json!({
-        "quota": quota::v1_quota(p.rq.as_ref(), p.lr.as_ref(), p.continuous_key, &p.usage),
-        "messages": {},
-    })))
+    Ok(Json(QuotaReply {
+        quota: quota::v1_quota(p.rq.as_ref(), p.lr.as_ref(), p.continuous_key, &p.usage),
+        messages: Messages::none(),
+    }))
 }
 
 /// 16.1.x reads logs from the jobs API as NDJSON (with the container key).
@@ -197,7 +234,7 @@ pub async fn paged_logs(
     Extension(caller): Extension<Caller>,
     Path((tool, name)): Path<(String, String)>,
     Query(params): Query<PagedLogParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LogsPage>, ApiError> {
     same_tool(&caller, &tool)?;
     let resp = handlers::log_response(
         &state,
@@ -215,15 +252,19 @@ pub async fn paged_logs(
     let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024 * 1024)
         .await
         .map_err(|_| ApiError::unavailable("reading the logs failed"))?;
-    let mut entries: Vec<Value> = bytes
+    let mut entries: Vec<LogEntry> = bytes
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .filter_map(|l| serde_json::from_slice(l).ok())
         .collect();
     entries.reverse();
-    Ok(Json(
-        json!({"data": {"logs": entries, "next": null}, "messages": {}}),
-    ))
+    Ok(Json(LogsPage {
+        data: LogsData {
+            logs: entries,
+            next: None,
+        },
+        messages: Messages::none(),
+    }))
 }
 
 /// 16.2 logs service with `-f`: NDJSON stream.

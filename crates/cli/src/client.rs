@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::config::{Settings, Trust};
-use super::CliError;
+use super::error::CliError;
 
 pub struct Api {
     http: reqwest::Client,

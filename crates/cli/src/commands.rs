@@ -1,7 +1,6 @@
 //! One function per subcommand.
 
 use std::io::{BufRead, Write};
-use std::time::Duration;
 
 use clap::CommandFactory;
 use reqwest::Method;
@@ -10,57 +9,14 @@ use serde_json::Value;
 use super::args::{Cli, Command, ListFormat, Mount, RunArgs};
 use super::client::Api;
 use super::config::{self, Overrides};
+use super::ctx::{pretty, typed, Ctx};
+use super::error::{print_warning, CliError};
 use super::jobs::{self, JobSpec};
-use super::output::{self, Cell, Spinner, Style};
-use super::{load, logs, print_warning, CliError};
-
-pub struct Ctx {
-    pub api: Api,
-    pub json: bool,
-}
-
-impl Ctx {
-    /// Prints a success reply: as JSON with `--json`, else its info (stdout) and warning
-    /// (stderr) messages.
-    pub fn report(&self, reply: &Value) {
-        if self.json {
-            println!("{}", pretty(reply));
-            return;
-        }
-        print_messages(reply);
-    }
-}
-
-/// The server's `messages.<kind>` of a reply ("info", "warning", ...).
-pub fn messages<'a>(reply: &'a Value, kind: &str) -> Vec<&'a str> {
-    reply
-        .get("messages")
-        .and_then(|m| m.get(kind))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
-}
-
-pub fn print_messages(reply: &Value) {
-    for i in messages(reply, "info") {
-        println!("{i}");
-    }
-    for w in messages(reply, "warning") {
-        print_warning(w);
-    }
-}
-
-pub fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-}
-
-fn field<'a>(reply: &'a Value, key: &str) -> Result<&'a Value, CliError> {
-    reply.get(key).ok_or_else(|| {
-        CliError::Server(format!(
-            "unexpected reply from the jobs API: no '{key}' field"
-        ))
-    })
-}
+use super::output::{self, Cell, Style};
+use super::wait::wait_for;
+use super::{load, logs};
+use jobs_core::wire::v1::{ImagesReply, JobReply, QuotaReply};
+use jobs_core::wire::QuotaValue;
 
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = cli.command {
@@ -173,104 +129,30 @@ async fn run(ctx: &Ctx, a: RunArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Polls a one-off job until it succeeds (Ok), fails (exit 1) or `max_secs` pass (exit 2).
-pub async fn wait_for(ctx: &Ctx, name: &str, max_secs: u64) -> Result<(), CliError> {
-    let mut spinner = Spinner::new(format!("waiting for job '{name}'"));
-    let mut status = String::from("submitted");
-    let mut next_poll = Duration::from_millis(500);
-    loop {
-        if spinner.elapsed() >= next_poll {
-            let url = ctx.api.jobs_url(&format!("jobs/{name}"));
-            match ctx.api.call(Method::GET, &url, None).await {
-                Ok(reply) => {
-                    let job = field(&reply, "job")?;
-                    status = jobs::status_short(job);
-                    match jobs::status_key(job).as_str() {
-                        "succeeded" => {
-                            spinner.clear();
-                            println!("job '{name}' completed");
-                            return Ok(());
-                        }
-                        "failed" => {
-                            spinner.clear();
-                            print!(
-                                "{}",
-                                jobs::show_text(job, output::width(), output::stdout_color())
-                            );
-                            return Err(CliError::User(format!("job '{name}' failed")));
-                        }
-                        _ => {}
-                    }
-                }
-                Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
-                    spinner.clear();
-                    println!("job '{name}' completed (and already deleted)");
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-            next_poll = spinner.elapsed() + Duration::from_secs(2);
-        }
-        if spinner.elapsed() >= Duration::from_secs(max_secs) {
-            spinner.clear();
-            if let Ok(reply) = ctx.api.get(&format!("jobs/{name}")).await {
-                if let Some(job) = reply.get("job") {
-                    print!(
-                        "{}",
-                        jobs::show_text(job, output::width(), output::stdout_color())
-                    );
-                }
-            }
-            return Err(CliError::Server(format!(
-                "timed out after {max_secs}s waiting for job '{name}' (last status: {status})"
-            )));
-        }
-        spinner.tick(&status);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn show(ctx: &Ctx, name: &str) -> Result<(), CliError> {
     let reply = ctx.api.get(&format!("jobs/{name}")).await?;
+    let shown: JobReply = typed(&reply)?;
     if ctx.json {
-        println!("{}", pretty(field(&reply, "job")?));
+        println!("{}", pretty(&reply["job"]));
         return Ok(());
     }
-    let job = field(&reply, "job")?;
     print!(
         "{}",
-        jobs::show_text(job, output::width(), output::stdout_color())
+        jobs::show_text(&shown.job, output::width(), output::stdout_color())
     );
     Ok(())
 }
 
-pub async fn current_jobs(ctx: &Ctx, include_unset: bool) -> Result<Vec<Value>, CliError> {
-    let reply = ctx
-        .api
-        .get(&format!(
-            "jobs/?include_unset={}",
-            if include_unset { "True" } else { "False" }
-        ))
-        .await?;
-    field(&reply, "jobs")?
-        .as_array()
-        .cloned()
-        .ok_or_else(|| CliError::Server("unexpected reply: 'jobs' is not a list".into()))
-}
-
 async fn list(ctx: &Ctx, fmt: ListFormat) -> Result<(), CliError> {
-    let mut jobs = current_jobs(ctx, true).await?;
-    jobs.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let (jobs, raw) = ctx.jobs().await?;
     if ctx.json || fmt == ListFormat::Json {
-        println!("{}", pretty(&Value::Array(jobs)));
+        println!("{}", pretty(&Value::Array(raw)));
         return Ok(());
     }
     match fmt {
         ListFormat::Name => {
-            for j in &jobs {
-                if let Some(n) = j["name"].as_str() {
-                    println!("{n}");
-                }
+            for j in jobs.iter().filter(|j| !j.name.is_empty()) {
+                println!("{}", j.name);
             }
         }
         _ if jobs.is_empty() => {
@@ -293,17 +175,21 @@ async fn list(ctx: &Ctx, fmt: ListFormat) -> Result<(), CliError> {
 
 async fn flush(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
     if !yes {
-        if !super::stdin_is_terminal() {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err(CliError::User(
                 "flush deletes every job of the tool; pass --yes to confirm (stdin is not a terminal, so I can't ask)".into(),
             ));
         }
-        let jobs = current_jobs(ctx, true).await?;
+        let (jobs, _) = ctx.jobs().await?;
         if jobs.is_empty() {
             println!("no jobs to delete");
             return Ok(());
         }
-        let names: Vec<&str> = jobs.iter().filter_map(|j| j["name"].as_str()).collect();
+        let names: Vec<&str> = jobs
+            .iter()
+            .map(|j| j.name.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
         let color = output::stderr_color();
         eprintln!(
             "This deletes all {} job(s) of tool '{}': {}",
@@ -336,24 +222,21 @@ async fn flush(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
 
 async fn images(ctx: &Ctx) -> Result<(), CliError> {
     let reply = ctx.api.get("images/").await?;
-    let images = field(&reply, "images")?;
+    let listed: ImagesReply = typed(&reply)?;
     if ctx.json {
-        println!("{}", pretty(images));
+        println!("{}", pretty(&reply["images"]));
         return Ok(());
     }
-    let rows: Vec<Vec<Cell>> = images
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|i| {
-                    vec![
-                        Cell::styled(i["shortname"].as_str().unwrap_or(""), Some(Style::Cyan)),
-                        Cell::plain(i["image"].as_str().unwrap_or("")),
-                    ]
-                })
-                .collect()
+    let rows: Vec<Vec<Cell>> = listed
+        .images
+        .iter()
+        .map(|i| {
+            vec![
+                Cell::styled(i.shortname.as_str(), Some(Style::Cyan)),
+                Cell::plain(i.image.as_str()),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     print!(
         "{}",
         output::table(
@@ -367,48 +250,37 @@ async fn images(ctx: &Ctx) -> Result<(), CliError> {
     Ok(())
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+fn text(v: &Option<QuotaValue>) -> String {
+    v.as_ref().map(QuotaValue::to_string).unwrap_or_default()
 }
 
 async fn quota(ctx: &Ctx) -> Result<(), CliError> {
     let reply = ctx.api.get("quotas/").await?;
-    let quota = field(&reply, "quota")?;
+    let quota: QuotaReply = typed(&reply)?;
     if ctx.json {
-        println!("{}", pretty(quota));
+        println!("{}", pretty(&reply["quota"]));
         return Ok(());
     }
     let color = output::stdout_color();
-    let cats = quota
-        .get("categories")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let mut first = true;
-    for c in cats {
-        let items = c["items"].as_array().cloned().unwrap_or_default();
-        let with_used = items.first().is_some_and(|i| i.get("used").is_some());
+    for c in &quota.quota.categories {
+        let with_used = c.items.first().is_some_and(|i| i.used.is_some());
         if !first {
             println!();
         }
         first = false;
-        println!(
-            "{}",
-            output::paint(color, Style::Bold, c["name"].as_str().unwrap_or("Quota"))
-        );
-        let rows: Vec<Vec<Cell>> = items
+        let title = if c.name.is_empty() { "Quota" } else { &c.name };
+        println!("{}", output::paint(color, Style::Bold, title));
+        let rows: Vec<Vec<Cell>> = c
+            .items
             .iter()
             .map(|i| {
                 let mut r = vec![
-                    Cell::plain(text(&i["name"])),
-                    Cell::plain(text(&i["limit"])),
+                    Cell::plain(format!("  {}", i.name)),
+                    Cell::plain(text(&i.limit)),
                 ];
                 if with_used {
-                    r.push(Cell::plain(text(&i["used"])));
+                    r.push(Cell::plain(text(&i.used.clone().flatten())));
                 }
                 r
             })
@@ -418,18 +290,9 @@ async fn quota(ctx: &Ctx) -> Result<(), CliError> {
         } else {
             &["  Resource", "Limit"]
         };
-        let indented: Vec<Vec<Cell>> = rows
-            .into_iter()
-            .map(|mut r| {
-                if let Some(first) = r.first_mut() {
-                    first.text = format!("  {}", first.text);
-                }
-                r
-            })
-            .collect();
         print!(
             "{}",
-            output::table(headers, &indented, &[0], output::width(), color)
+            output::table(headers, &rows, &[0], output::width(), color)
         );
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_yaml::Value;
 
-use super::CliError;
+use super::error::CliError;
 
 pub const DEFAULT_API_URL: &str = "https://api.svc.tools.eqiad1.wikimedia.cloud:30003";
 pub const DEFAULT_JOBS_ENDPOINT: &str = "/jobs/v1";

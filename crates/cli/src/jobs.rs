@@ -2,8 +2,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::output::{key_values, status_style, table, Cell, Style};
-use super::CliError;
+use super::error::CliError;
+use super::output::{key_values, status_style, table, visible_len, Cell, Style};
+use jobs_core::wire::v1::Job;
 
 /// Everything `run` and `load` can say about a job; `None` means "not given".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -154,10 +155,9 @@ impl JobSpec {
     }
 }
 
-fn s<'a>(job: &'a Value, key: &str) -> Option<&'a str> {
-    job.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+/// A text field that says something.
+fn given(v: &str) -> Option<&str> {
+    Some(v).filter(|v| !v.is_empty())
 }
 
 fn capitalise(s: &str) -> String {
@@ -168,12 +168,13 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-pub fn job_type_text(job: &Value) -> String {
-    match s(job, "job_type") {
-        Some("scheduled") => format!("scheduled: {}", s(job, "schedule").unwrap_or("?")),
+pub fn job_type_text(job: &Job) -> String {
+    let schedule = job.schedule().filter(|s| !s.is_empty());
+    match given(&job.job_type) {
+        Some("scheduled") => format!("scheduled: {}", schedule.unwrap_or("?")),
         Some(t) => t.to_string(),
-        None if job.get("continuous").and_then(Value::as_bool) == Some(true) => "continuous".into(),
-        None => match s(job, "schedule") {
+        None if job.continuous == Some(true) => "continuous".into(),
+        None => match schedule {
             Some(sch) => format!("scheduled: {sch}"),
             None => "one-off".into(),
         },
@@ -181,68 +182,50 @@ pub fn job_type_text(job: &Value) -> String {
 }
 
 /// The status word: `status.short` (with its duration), else the older `status_short`.
-pub fn status_short(job: &Value) -> String {
-    let st = job.get("status");
-    let short = st.and_then(|s| s.get("short")).and_then(Value::as_str);
-    let duration = st
-        .and_then(|s| s.get("duration"))
-        .and_then(Value::as_str)
-        .filter(|d| !d.is_empty());
-    match (short, duration) {
+pub fn status_short(job: &Job) -> String {
+    let duration = job.status.duration.as_deref().filter(|d| !d.is_empty());
+    match (given(&job.status.short), duration) {
         (Some(sh @ ("succeeded" | "failed")), Some(d)) => format!("{} {d} ago", capitalise(sh)),
         (Some(sh), Some(d)) => format!("{} for {d}", capitalise(sh)),
         (Some(sh), None) => capitalise(sh),
-        (None, _) => s(job, "status_short").unwrap_or("Unknown").to_string(),
+        (None, _) => given(&job.status_short).unwrap_or("Unknown").to_string(),
     }
 }
 
-pub fn status_key(job: &Value) -> String {
-    job.get("status")
-        .and_then(|s| s.get("short"))
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string()
-}
-
-fn hints(job: &Value) -> String {
-    let st = job.get("status");
+fn hints(job: &Job) -> String {
+    let st = &job.status;
     let mut parts: Vec<String> = st
-        .and_then(|s| s.get("messages"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(|m| m.trim_end_matches('.').to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    for (key, label) in [
-        ("previous_schedule", "Last run at"),
-        ("next_schedule", "Next run at"),
+        .messages
+        .iter()
+        .map(|m| m.trim_end_matches('.').to_string())
+        .collect();
+    for (value, label) in [
+        (&st.previous_schedule, "Last run at"),
+        (&st.next_schedule, "Next run at"),
     ] {
-        if let Some(v) = st.and_then(|s| s.get(key)).and_then(Value::as_str) {
+        if let Some(v) = value {
             parts.push(format!("{label} {v}"));
         }
     }
     if parts.is_empty() {
-        return s(job, "status_long").unwrap_or("").to_string();
+        return job.status_long.clone();
     }
     let mut text = parts.join(". ");
     text.push('.');
     text
 }
 
-fn image_text(job: &Value) -> String {
-    let image = s(job, "imagename").or(s(job, "image")).unwrap_or("N/A");
-    match s(job, "image_state") {
+fn image_text(job: &Job) -> String {
+    let image = given(&job.imagename).or(given(&job.image)).unwrap_or("N/A");
+    match given(&job.image_state) {
         Some("stable") | None => image.to_string(),
         Some(state) => format!("{image} ({state})"),
     }
 }
 
-fn resources_text(job: &Value) -> String {
-    let mem = s(job, "memory");
-    let cpu = s(job, "cpu");
+fn resources_text(job: &Job) -> String {
+    let mem = given(&job.memory);
+    let cpu = given(&job.cpu);
     let mem_default = mem.is_none_or(|m| m == "0.5Gi");
     let cpu_default = cpu.is_none_or(|c| c == "0.1");
     if mem_default && cpu_default {
@@ -256,77 +239,65 @@ fn resources_text(job: &Value) -> String {
     }
 }
 
-fn retry_text(job: &Value) -> String {
-    match job.get("retry").and_then(Value::as_u64) {
+fn retry_text(job: &Job) -> String {
+    match job.retry {
         Some(n) if n > 0 => format!("yes: {n} time(s)"),
         _ => "no".into(),
     }
 }
 
-fn filelog_on(job: &Value) -> bool {
-    match job.get("filelog") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(t)) => t.eq_ignore_ascii_case("true"),
-        _ => false,
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
+}
+
+fn port_text(job: &Job) -> String {
+    match job.port() {
+        None => "none".into(),
+        Some(p) => format!(
+            "{p}/{}",
+            job.port_protocol
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("tcp")
+        ),
     }
 }
 
-fn opt(job: &Value, key: &str) -> String {
-    s(job, key).unwrap_or("").to_string()
-}
-
-fn port_text(job: &Value) -> String {
-    match job.get("port") {
-        Some(Value::Null) | None => "none".into(),
-        Some(p) => {
-            let p = p
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| p.to_string());
-            format!("{p}/{}", s(job, "port_protocol").unwrap_or("tcp"))
-        }
+fn health_text(job: &Job) -> String {
+    match job.health_check() {
+        Some(h) => format!("{}: {}", given(&h.kind).unwrap_or("?"), h.target()),
+        None => "none".into(),
     }
 }
 
-fn health_text(job: &Value) -> String {
-    match job.get("health_check") {
-        Some(h) if h.is_object() => {
-            let t = s(h, "type").unwrap_or("?");
-            let what = s(h, "script").or(s(h, "path")).unwrap_or("");
-            format!("{t}: {what}")
-        }
-        _ => "none".into(),
-    }
-}
-
-pub fn list_table(jobs: &[Value], long: bool, width: Option<usize>, color: bool) -> String {
+pub fn list_table(jobs: &[Job], long: bool, width: Option<usize>, color: bool) -> String {
     let rows: Vec<Vec<Cell>> = jobs
         .iter()
         .map(|j| {
             let status = status_short(j);
             let style = status_style(&status);
             let mut row = vec![
-                Cell::styled(opt(j, "name"), Some(Style::Cyan)),
+                Cell::styled(j.name.as_str(), Some(Style::Cyan)),
                 Cell::plain(job_type_text(j)),
                 Cell::styled(status, style),
             ];
             if long {
-                let fl = filelog_on(j);
+                let fl = j.filelog;
                 row.extend([
-                    Cell::plain(opt(j, "cmd")),
+                    Cell::plain(j.cmd.as_str()),
                     Cell::plain(image_text(j)),
                     Cell::plain(if fl { "yes" } else { "no" }),
                     Cell::plain(if fl {
-                        opt(j, "filelog_stdout")
+                        opt(&j.filelog_stdout)
                     } else {
                         String::new()
                     }),
                     Cell::plain(if fl {
-                        opt(j, "filelog_stderr")
+                        opt(&j.filelog_stderr)
                     } else {
                         String::new()
                     }),
-                    Cell::plain(opt(j, "emails")),
+                    Cell::plain(j.emails.as_str()),
                     Cell::plain(resources_text(j)),
                     Cell::plain(retry_text(j)),
                 ]);
@@ -354,7 +325,7 @@ pub fn list_table(jobs: &[Value], long: bool, width: Option<usize>, color: bool)
             width,
             color,
         );
-        let fits = width.is_none_or(|w| text.lines().all(|l| super::output::visible_len(l) <= w));
+        let fits = width.is_none_or(|w| text.lines().all(|l| visible_len(l) <= w));
         if fits {
             return text;
         }
@@ -374,17 +345,17 @@ pub fn list_table(jobs: &[Value], long: bool, width: Option<usize>, color: bool)
     }
 }
 
-pub fn show_text(job: &Value, width: Option<usize>, color: bool) -> String {
+pub fn show_text(job: &Job, width: Option<usize>, color: bool) -> String {
     let status = status_short(job);
     let style = status_style(&status);
-    let fl = filelog_on(job);
-    let continuous = s(job, "job_type") == Some("continuous");
+    let fl = job.filelog;
+    let continuous = job.job_type == "continuous";
     let mut rows: Vec<(&str, Cell)> = vec![
         (
             "Job name",
-            Cell::styled(opt(job, "name"), Some(Style::Cyan)),
+            Cell::styled(job.name.as_str(), Some(Style::Cyan)),
         ),
-        ("Command", Cell::plain(opt(job, "cmd"))),
+        ("Command", Cell::plain(job.cmd.as_str())),
         ("Job type", Cell::plain(job_type_text(job))),
         ("Image", Cell::plain(image_text(job))),
     ];
@@ -392,28 +363,24 @@ pub fn show_text(job: &Value, width: Option<usize>, color: bool) -> String {
         rows.push(("Port", Cell::plain(port_text(job))));
         rows.push((
             "Replicas",
-            Cell::plain(
-                job.get("replicas")
-                    .map(|r| r.to_string())
-                    .unwrap_or_else(|| "1".into()),
-            ),
+            Cell::plain(job.replicas.unwrap_or(1).to_string()),
         ));
         rows.push(("Health check", Cell::plain(health_text(job))));
     }
     rows.push(("File log", Cell::plain(if fl { "yes" } else { "no" })));
     if fl {
-        rows.push(("Output log", Cell::plain(opt(job, "filelog_stdout"))));
-        rows.push(("Error log", Cell::plain(opt(job, "filelog_stderr"))));
+        rows.push(("Output log", Cell::plain(opt(&job.filelog_stdout))));
+        rows.push(("Error log", Cell::plain(opt(&job.filelog_stderr))));
     }
-    rows.push(("Emails", Cell::plain(opt(job, "emails"))));
+    rows.push(("Emails", Cell::plain(job.emails.as_str())));
     rows.push(("Resources", Cell::plain(resources_text(job))));
-    if let Some(m) = s(job, "mount") {
+    if let Some(m) = given(&job.mount) {
         rows.push(("Mounts", Cell::plain(m)));
     }
     if !continuous {
         rows.push(("Retry", Cell::plain(retry_text(job))));
     }
-    if let Some(t) = job.get("timeout").and_then(Value::as_i64) {
+    if let Some(t) = job.timeout() {
         rows.push(("Timeout", Cell::plain(format!("{t}s"))));
     }
     rows.push(("Status", Cell::styled(status, style)));
@@ -463,7 +430,7 @@ mod tests {
 
     #[test]
     fn display_texts() {
-        let j = json!({"name":"n","job_type":"scheduled","schedule":"@daily","status":{"short":"running","duration":"5m"},"memory":"1.0Gi","cpu":"0.1","retry":1});
+        let j: Job = serde_json::from_value(json!({"name":"n","job_type":"scheduled","schedule":"@daily","status":{"short":"running","duration":"5m"},"memory":"1.0Gi","cpu":"0.1","retry":1})).unwrap();
         assert_eq!(job_type_text(&j), "scheduled: @daily");
         assert_eq!(status_short(&j), "Running for 5m");
         assert_eq!(resources_text(&j), "mem: 1.0Gi, cpu: 0.1");

@@ -10,11 +10,13 @@ use serde_json::Value;
 use serde_yaml::{Mapping, Value as Yaml};
 
 use super::args::LoadArgs;
-use super::commands::{current_jobs, messages, pretty, wait_for, Ctx};
+use super::ctx::{pretty, typed, Ctx};
+use super::error::{print_warning, CliError};
 use super::jobs::JobSpec;
 use super::output::{self, Spinner, Style};
-use super::{print_warning, CliError};
+use super::wait::wait_for;
 use jobs_core::quota::{format_cpu, format_memory};
+use jobs_core::wire::v1::{JobDefinition, MessagesReply};
 
 /// One entry of a load file.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,87 +197,72 @@ fn selected(entries: Vec<Entry>, only: Option<&str>) -> Vec<Entry> {
 }
 
 /// A job of the API (as `?include_unset=False` gives it) as a load-file mapping.
-pub fn dump_entry(job: &Value) -> Mapping {
+pub fn dump_entry(job: &JobDefinition) -> Mapping {
     let mut m = Mapping::new();
-    let s = |k: &str| job.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
     let mut put = |k: &str, v: Yaml| {
         m.insert(Yaml::String(k.into()), v);
     };
     let ystr = |v: &str| Yaml::String(v.to_string());
-    if let Some(n) = s("name") {
-        put("name", ystr(n));
+    let text = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let given = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
+    if let Some(n) = given(&job.name) {
+        put("name", ystr(&n));
     }
-    if let Some(c) = s("cmd") {
-        put("command", ystr(c));
+    if let Some(c) = given(&job.cmd) {
+        put("command", ystr(&c));
     }
-    if let Some(i) = s("imagename").or(s("image")) {
-        put("image", ystr(i));
+    if let Some(i) = given(&job.imagename).or(given(&job.image)) {
+        put("image", ystr(&i));
     }
-    match s("job_type") {
-        Some("continuous") => put("continuous", Yaml::Bool(true)),
+    match job.job_type.as_str() {
+        "continuous" => put("continuous", Yaml::Bool(true)),
         _ => {
-            if let Some(sch) = s("schedule") {
-                put("schedule", ystr(sch));
+            if let Some(sch) = text(&job.schedule) {
+                put("schedule", ystr(&sch));
             }
         }
     }
-    if let Some(v) = s("memory") {
-        put("mem", ystr(v));
+    if let Some(v) = text(&job.memory) {
+        put("mem", ystr(&v));
     }
-    if let Some(v) = s("cpu") {
-        put("cpu", ystr(v));
+    if let Some(v) = text(&job.cpu) {
+        put("cpu", ystr(&v));
     }
-    if let Some(r) = job.get("retry").and_then(Value::as_u64).filter(|r| *r > 0) {
+    if let Some(r) = job.retry.filter(|r| *r > 0) {
         put("retry", Yaml::Number(r.into()));
     }
-    if let Some(v) = s("emails").filter(|e| *e != "none") {
-        put("emails", ystr(v));
+    if let Some(v) = text(&job.emails).filter(|e| e != "none") {
+        put("emails", ystr(&v));
     }
-    if let Some(v) = s("mount").filter(|e| *e != "all") {
-        put("mount", ystr(v));
+    if let Some(v) = text(&job.mount).filter(|e| e != "all") {
+        put("mount", ystr(&v));
     }
-    if job.get("filelog").and_then(Value::as_bool) == Some(false) {
+    if job.filelog == Some(false) {
         put("no-filelog", Yaml::Bool(true));
     }
-    if let Some(v) = s("filelog_stdout") {
-        put("filelog-stdout", ystr(v));
+    if let Some(v) = text(&job.filelog_stdout) {
+        put("filelog-stdout", ystr(&v));
     }
-    if let Some(v) = s("filelog_stderr") {
-        put("filelog-stderr", ystr(v));
+    if let Some(v) = text(&job.filelog_stderr) {
+        put("filelog-stderr", ystr(&v));
     }
-    if let Some(t) = job
-        .get("timeout")
-        .and_then(Value::as_i64)
-        .filter(|t| *t > 0)
-    {
+    if let Some(t) = job.timeout.filter(|t| *t > 0) {
         put("timeout", Yaml::Number(t.into()));
     }
-    if let Some(r) = job
-        .get("replicas")
-        .and_then(Value::as_i64)
-        .filter(|r| *r != 1)
-    {
+    if let Some(r) = job.replicas.filter(|r| *r != 1) {
         put("replicas", Yaml::Number(r.into()));
     }
-    if let Some(p) = job.get("port").filter(|p| !p.is_null()) {
-        let p = p
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| p.to_string());
-        let port = match s("port_protocol") {
+    if let Some(p) = job.port {
+        let port = match text(&job.port_protocol) {
             Some(proto) if proto != "tcp" => format!("{p}/{proto}"),
-            _ => p,
+            _ => p.to_string(),
         };
         put("port", ystr(&port));
     }
-    if let Some(h) = job.get("health_check").filter(|h| h.is_object()) {
-        match (
-            h.get("type").and_then(Value::as_str),
-            h.get("script").and_then(Value::as_str),
-            h.get("path").and_then(Value::as_str),
-        ) {
-            (Some("script"), Some(sc), _) => put("health-check-script", ystr(sc)),
-            (Some("http"), _, Some(p)) => put("health-check-http", ystr(p)),
+    if let Some(h) = &job.health_check {
+        match (h.kind.as_str(), &h.script, &h.path) {
+            ("script", Some(sc), _) => put("health-check-script", ystr(sc)),
+            ("http", _, Some(p)) => put("health-check-http", ystr(p)),
             _ => {}
         }
     }
@@ -370,7 +357,7 @@ pub fn differences(wanted: &JobSpec, current: &JobSpec) -> Vec<&'static str> {
 }
 
 /// What the current job looks like as a load entry.
-fn current_spec(job: &Value) -> Result<JobSpec, CliError> {
+fn current_spec(job: &JobDefinition) -> Result<JobSpec, CliError> {
     let yaml = Yaml::Sequence(vec![Yaml::Mapping(dump_entry(job))]);
     let text = serde_yaml::to_string(&yaml)
         .map_err(|e| CliError::Server(format!("cannot convert a job: {e}")))?;
@@ -430,11 +417,12 @@ pub async fn load(ctx: &Ctx, a: &LoadArgs) -> Result<(), CliError> {
             CliError::Server(m) => CliError::Server(format!("job '{name}': {m}")),
             other => other,
         })?;
-        let did_change = reply.get("job_changed").and_then(Value::as_bool) == Some(true);
+        let said: MessagesReply = typed(&reply)?;
+        let did_change = said.job_changed == Some(true);
         if did_change {
             changed += 1;
         }
-        let info = messages(&reply, "info");
+        let info = said.messages.infos();
         if ctx.json {
             results.push(serde_json::json!({"name": name, "changed": did_change, "reply": reply}));
         } else {
@@ -449,7 +437,7 @@ pub async fn load(ctx: &Ctx, a: &LoadArgs) -> Result<(), CliError> {
                 info.join("; ")
             };
             println!("{mark} {msg}");
-            for w in messages(&reply, "warning") {
+            for w in said.messages.warnings() {
                 print_warning(w);
             }
         }
@@ -473,12 +461,12 @@ async fn dry_run(
     whole_file: bool,
     color: bool,
 ) -> Result<(), CliError> {
-    let current = current_jobs(ctx, false).await?;
+    let (current, _) = ctx.definitions().await?;
     let mut plan = Vec::new();
     let mut changes = 0usize;
     for e in entries {
         let name = &e.spec.name;
-        let existing = current.iter().find(|j| j["name"].as_str() == Some(name));
+        let existing = current.iter().find(|j| j.name == *name);
         let (action, detail) = match existing {
             None => ("create", Vec::new()),
             Some(job) => {
@@ -501,8 +489,8 @@ async fn dry_run(
     let untouched: Vec<String> = if whole_file {
         current
             .iter()
-            .filter_map(|j| j["name"].as_str())
-            .filter(|n| !entries.iter().any(|e| e.spec.name == *n))
+            .map(|j| j.name.as_str())
+            .filter(|n| !n.is_empty() && !entries.iter().any(|e| e.spec.name == *n))
             .map(str::to_string)
             .collect()
     } else {
@@ -553,13 +541,12 @@ async fn dry_run(
 }
 
 pub async fn dump(ctx: &Ctx, to_file: Option<&Path>) -> Result<(), CliError> {
-    let mut jobs = current_jobs(ctx, false).await?;
-    jobs.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let (jobs, raw) = ctx.definitions().await?;
     if jobs.is_empty() {
         print_warning("no jobs defined");
     }
     let text = if ctx.json {
-        pretty(&Value::Array(jobs)) + "\n"
+        pretty(&Value::Array(raw)) + "\n"
     } else {
         let seq = Yaml::Sequence(jobs.iter().map(|j| Yaml::Mapping(dump_entry(j))).collect());
         serde_yaml::to_string(&seq)
@@ -582,7 +569,7 @@ mod tests {
 
     #[test]
     fn a_dump_entry_loads_back_unchanged() {
-        let job = json!({"name":"cj","cmd":"date","imagename":"bookworm","image":"bookworm","job_type":"scheduled","schedule":"@daily","memory":"1.0Gi","cpu":"0.5","retry":2,"filelog":false,"emails":"onfailure"});
+        let job: JobDefinition = serde_json::from_value(json!({"name":"cj","cmd":"date","imagename":"bookworm","image":"bookworm","job_type":"scheduled","schedule":"@daily","memory":"1.0Gi","cpu":"0.5","retry":2,"filelog":false,"emails":"onfailure"})).unwrap_or_else(|e| panic!("{e}"));
         let spec = current_spec(&job).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.schedule.as_deref(), Some("@daily"));
         assert_eq!(spec.filelog, Some(false));

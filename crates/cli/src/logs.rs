@@ -4,13 +4,15 @@ use std::io::Write;
 
 use futures::StreamExt;
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::args::LogsArgs;
 use super::client::{describe, status_error};
-use super::commands::Ctx;
+use super::ctx::Ctx;
+use super::error::CliError;
 use super::output::{self, Style};
-use super::CliError;
+use jobs_core::wire::LogEntry;
 
 fn query(a: &LogsArgs, paged: bool) -> String {
     let mut q: Vec<(&str, String)> = Vec::new();
@@ -29,13 +31,12 @@ fn query(a: &LogsArgs, paged: bool) -> String {
     serde_urlencoded::to_string(&q).unwrap_or_default()
 }
 
-fn line_of(entry: &Value, color: bool) -> String {
-    let f = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or("");
-    let container = f("container");
+fn line_of(entry: &LogEntry, color: bool) -> String {
+    let container = &entry.container;
     let mut s = format!(
         "{} {}",
-        output::paint(color, Style::Dim, f("datetime")),
-        output::paint(color, Style::Cyan, &format!("[{}]", f("pod")))
+        output::paint(color, Style::Dim, &entry.datetime),
+        output::paint(color, Style::Cyan, &format!("[{}]", entry.pod))
     );
     if !container.is_empty() {
         s.push_str(&format!(
@@ -44,7 +45,7 @@ fn line_of(entry: &Value, color: bool) -> String {
         ));
     }
     s.push(' ');
-    s.push_str(f("message"));
+    s.push_str(&entry.message);
     s
 }
 
@@ -53,7 +54,8 @@ fn print_entry(ctx: &Ctx, entry: &Value, color: bool) {
     let _ = if ctx.json {
         writeln!(out, "{entry}")
     } else {
-        writeln!(out, "{}", line_of(entry, color))
+        let typed = LogEntry::deserialize(entry).unwrap_or_default();
+        writeln!(out, "{}", line_of(&typed, color))
     };
 }
 

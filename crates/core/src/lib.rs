@@ -21,3 +21,4 @@ pub mod schedule;
 pub mod slim;
 pub mod status;
 pub mod view;
+pub mod wire;

@@ -53,8 +53,9 @@ pub fn line_text(bytes: &[u8]) -> String {
 }
 
 /// One log line as the CLI reads it (release 14 reads `datetime`, `pod`, `message`; 16.x also
-/// `container`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// `container`, which the release 13/14 routes leave out).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct LogEntry {
     pub datetime: String,
     pub pod: String,

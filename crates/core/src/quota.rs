@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde_json::{json, Value};
+
+use crate::wire::{Quota, QuotaCategory, QuotaItem, QuotaValue};
 
 /// The gateway's own job limits, shown as an extra category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub fn legacy_quota(
     lr: Option<&LimitRange>,
     continuous_count_key: &str,
     gateway: &GatewayJobUsage,
-) -> Value {
+) -> Quota {
     build(Shape::Legacy, rq, lr, continuous_count_key, gateway)
 }
 
@@ -68,7 +69,7 @@ pub fn v1_quota(
     lr: Option<&LimitRange>,
     continuous_count_key: &str,
     gateway: &GatewayJobUsage,
-) -> Value {
+) -> Quota {
     build(Shape::V1, rq, lr, continuous_count_key, gateway)
 }
 
@@ -78,13 +79,13 @@ fn build(
     lr: Option<&LimitRange>,
     continuous_count_key: &str,
     gateway: &GatewayJobUsage,
-) -> Value {
+) -> Quota {
     let mut categories = Vec::new();
     let empty = QuantityMap::new();
     let (hard, used) = rq.map(quota_maps).unwrap_or((&empty, &empty));
 
     if rq.is_some() {
-        let items: Vec<Value> = [
+        let items: Vec<QuotaItem> = [
             (
                 "Total running jobs at once (Kubernetes pods)",
                 KEY_PODS,
@@ -101,16 +102,20 @@ fn build(
     }
 
     if let Some(max) = lr.and_then(container_max) {
-        let items: Vec<Value> = [
+        let items: Vec<QuotaItem> = [
             ("CPU", "cpu", Kind::Cpu),
             ("Memory", "memory", Kind::Memory),
         ]
         .iter()
         .filter_map(|(name, key, kind)| {
             let limit = render(shape, *kind, &max.get(*key)?.0)?;
-            Some(match shape {
-                Shape::Legacy => json!({"name": name, "limit": limit}),
-                Shape::V1 => json!({"name": name, "limit": limit, "used": null}),
+            Some(QuotaItem {
+                name: name.to_string(),
+                limit: Some(limit),
+                used: match shape {
+                    Shape::Legacy => None,
+                    Shape::V1 => Some(None),
+                },
             })
         })
         .collect();
@@ -141,31 +146,39 @@ fn build(
     }
 
     let count = |n: u64| match shape {
-        Shape::Legacy => json!(n),
-        Shape::V1 => json!(n.to_string()),
+        Shape::Legacy => QuotaValue::Count(i64::try_from(n).unwrap_or(i64::MAX)),
+        Shape::V1 => QuotaValue::Text(n.to_string()),
     };
-    categories.push(json!({
-        "name": "Gateway job limits",
-        "items": [
-            {
-                "name": "Running one-off and continuous jobs",
-                "limit": count(u64::from(gateway.running_limit)),
-                "used": count(gateway.running_used as u64),
-            },
-            {
-                "name": "Scheduled jobs",
-                "limit": count(u64::from(gateway.scheduled_limit)),
-                "used": count(gateway.scheduled_used as u64),
-            },
+    let item = |name: &str, limit: u64, used: u64| QuotaItem {
+        name: name.to_string(),
+        limit: Some(count(limit)),
+        used: Some(Some(count(used))),
+    };
+    categories.push(QuotaCategory {
+        name: "Gateway job limits".to_string(),
+        items: vec![
+            item(
+                "Running one-off and continuous jobs",
+                u64::from(gateway.running_limit),
+                gateway.running_used as u64,
+            ),
+            item(
+                "Scheduled jobs",
+                u64::from(gateway.scheduled_limit),
+                gateway.scheduled_used as u64,
+            ),
         ],
-    }));
+    });
 
-    json!({ "categories": categories })
+    Quota { categories }
 }
 
-fn push_category(categories: &mut Vec<Value>, name: &str, items: Vec<Value>) {
+fn push_category(categories: &mut Vec<QuotaCategory>, name: &str, items: Vec<QuotaItem>) {
     if !items.is_empty() {
-        categories.push(json!({"name": name, "items": items}));
+        categories.push(QuotaCategory {
+            name: name.to_string(),
+            items,
+        });
     }
 }
 
@@ -219,27 +232,31 @@ fn used_item(
     used: &QuantityMap,
     key: &str,
     kind: Kind,
-) -> Option<Value> {
+) -> Option<QuotaItem> {
     let limit = render(shape, kind, &hard.get(key)?.0)?;
     let used = used
         .get(key)
         .and_then(|q| render(shape, kind, &q.0))
         .or_else(|| render(shape, kind, "0"))?;
-    Some(json!({"name": name, "limit": limit, "used": used}))
+    Some(QuotaItem {
+        name: name.to_string(),
+        limit: Some(limit),
+        used: Some(Some(used)),
+    })
 }
 
-fn render(shape: Shape, kind: Kind, raw: &str) -> Option<Value> {
+fn render(shape: Shape, kind: Kind, raw: &str) -> Option<QuotaValue> {
     match (shape, kind) {
         (_, Kind::Count) => {
             let n = count_value(raw)?;
             Some(match shape {
-                Shape::Legacy => json!(n),
-                Shape::V1 => json!(n.to_string()),
+                Shape::Legacy => QuotaValue::Count(n),
+                Shape::V1 => QuotaValue::Text(n.to_string()),
             })
         }
-        (Shape::Legacy, _) => Some(json!(raw.trim())),
-        (Shape::V1, Kind::Cpu) => Some(json!(format_cpu(raw))),
-        (Shape::V1, Kind::Memory) => Some(json!(format_memory(raw))),
+        (Shape::Legacy, _) => Some(QuotaValue::Text(raw.trim().to_string())),
+        (Shape::V1, Kind::Cpu) => Some(QuotaValue::Text(format_cpu(raw))),
+        (Shape::V1, Kind::Memory) => Some(QuotaValue::Text(format_memory(raw))),
     }
 }
 
@@ -351,6 +368,26 @@ pub fn format_memory(q: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    // the replies as JSON, as the clients see them
+    fn legacy_quota(
+        rq: Option<&ResourceQuota>,
+        lr: Option<&LimitRange>,
+        key: &str,
+        gw: &GatewayJobUsage,
+    ) -> Value {
+        serde_json::to_value(super::legacy_quota(rq, lr, key, gw)).unwrap_or_default()
+    }
+
+    fn v1_quota(
+        rq: Option<&ResourceQuota>,
+        lr: Option<&LimitRange>,
+        key: &str,
+        gw: &GatewayJobUsage,
+    ) -> Value {
+        serde_json::to_value(super::v1_quota(rq, lr, key, gw)).unwrap_or_default()
+    }
     use k8s_openapi::api::core::v1::{
         LimitRangeItem, LimitRangeSpec, ResourceQuotaSpec, ResourceQuotaStatus,
     };

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 
 use super::command;
@@ -455,7 +455,8 @@ pub fn status_long<P: Borrow<Pod>>(pods: &[P]) -> String {
 ///
 /// `up_to_date` is `true` here; the caller clears it when the stored job differs from the
 /// runtime objects.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StatusV2 {
     /// `pending`, `running`, `succeeded`, `failed` or `unknown`.
     pub short: String,

@@ -10,13 +10,13 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Pod, PodTemplateSpec, ReplicationController};
-use serde_json::{json, Map, Value};
 
 use super::command::parse_command;
 use super::images::ImageCatalog;
 use super::labels;
 use super::quota::{format_cpu, format_memory};
 use super::status::{self, StatusV2};
+use super::wire::{legacy, v1, HealthCheck};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JobKind {
@@ -58,7 +58,7 @@ pub struct JobView {
     pub replicas: Option<i32>,
     /// Continuous jobs: (port, protocol) and the health check, as configured.
     pub port: Option<(i32, String)>,
-    pub health_check: Option<Value>,
+    pub health_check: Option<HealthCheck>,
     /// Resource limits as set on the object (None: platform default).
     pub memory: Option<String>,
     pub cpu: Option<String>,
@@ -70,7 +70,7 @@ pub struct JobView {
 /// What the pod template tells about a job.
 struct TemplateFacts {
     port: Option<(i32, String)>,
-    health_check: Option<Value>,
+    health_check: Option<HealthCheck>,
     cmd: String,
     image: String,
     image_state: String,
@@ -119,7 +119,7 @@ fn template_facts(
         if let Some(cmd) = p.exec.as_ref().and_then(|e| e.command.as_ref()) {
             return match cmd.as_slice() {
                 [sh, c, script] if sh == "/bin/sh" && c == "-c" => {
-                    Some(json!({"type": "script", "script": script}))
+                    Some(HealthCheck::script(script.as_str()))
                 }
                 _ => None,
             };
@@ -127,7 +127,7 @@ fn template_facts(
         p.http_get
             .as_ref()
             .and_then(|h| h.path.clone())
-            .map(|path| json!({"type": "http", "path": path}))
+            .map(HealthCheck::http)
     });
     TemplateFacts {
         port,
@@ -408,173 +408,150 @@ fn is_default_log(path: &str, job: &str, ext: &str, home: &str) -> bool {
 }
 
 /// Release 13/14 shape (key order as the original service). `home` is the tool's home.
-pub fn legacy_json(v: &JobView, home: &str) -> Value {
-    let shown = |p: &Option<String>, ext: &str, given: Option<bool>| -> Value {
+pub fn legacy_job(v: &JobView, home: &str) -> legacy::Job {
+    let shown = |p: &Option<String>, ext: &str, given: Option<bool>| -> Option<String> {
         match (p, given) {
-            (Some(p), Some(true)) => json!(p),
-            (Some(p), None) if !is_default_log(p, &v.name, ext, home) => json!(p),
-            _ => Value::Null,
+            (Some(p), Some(true)) => Some(p.clone()),
+            (Some(p), None) if !is_default_log(p, &v.name, ext, home) => Some(p.clone()),
+            _ => None,
         }
     };
     let given = v.log_paths_set;
-    let mut m = Map::new();
-    m.insert("name".into(), json!(v.name));
-    m.insert("cmd".into(), json!(v.cmd));
-    m.insert("image".into(), json!(v.image));
-    m.insert("image_state".into(), json!(v.image_state));
-    m.insert(
-        "filelog".into(),
-        json!(if v.filelog { "True" } else { "False" }),
-    );
-    m.insert(
-        "filelog_stdout".into(),
-        shown(&v.filelog_stdout, "out", given.map(|g| g.0)),
-    );
-    m.insert(
-        "filelog_stderr".into(),
-        shown(&v.filelog_stderr, "err", given.map(|g| g.1)),
-    );
-    m.insert(
-        "status_short".into(),
-        json!(status::legacy_status_short(&v.status_short)),
-    );
-    m.insert("status_long".into(), json!(v.status_long));
-    m.insert("emails".into(), json!(v.emails));
-    m.insert("retry".into(), json!(v.retry));
-    if let Some(s) = &v.schedule {
-        m.insert("schedule".into(), json!(s));
-        m.insert("schedule_actual".into(), json!(v.schedule_actual));
+    legacy::Job {
+        name: v.name.clone(),
+        cmd: v.cmd.clone(),
+        image: v.image.clone(),
+        image_state: v.image_state.clone(),
+        filelog: if v.filelog { "True" } else { "False" }.to_string(),
+        filelog_stdout: shown(&v.filelog_stdout, "out", given.map(|g| g.0)),
+        filelog_stderr: shown(&v.filelog_stderr, "err", given.map(|g| g.1)),
+        status_short: status::legacy_status_short(&v.status_short).to_string(),
+        status_long: v.status_long.clone(),
+        emails: v.emails.clone(),
+        retry: v.retry,
+        schedule: v.schedule.clone(),
+        schedule_actual: v.schedule.as_ref().map(|_| v.schedule_actual.clone()),
+        continuous: (v.kind == JobKind::Continuous).then_some(true),
+        memory: v.memory.clone().filter(|m| m != "512Mi"),
+        cpu: v.cpu.clone().filter(|c| c != "500m"),
     }
-    if v.kind == JobKind::Continuous {
-        m.insert("continuous".into(), json!(true));
-    }
-    if let Some(mem) = v.memory.as_ref().filter(|m| *m != "512Mi") {
-        m.insert("memory".into(), json!(mem));
-    }
-    if let Some(cpu) = v.cpu.as_ref().filter(|c| *c != "500m") {
-        m.insert("cpu".into(), json!(cpu));
-    }
-    Value::Object(m)
 }
 
-/// 16.x shape. With `include_unset == false` (for `dump`) only what the user set, plus the
-/// keys the client requires.
-pub fn v1_json(v: &JobView, include_unset: bool) -> Value {
-    let mut m = Map::new();
-    m.insert("name".into(), json!(v.name));
-    m.insert("cmd".into(), json!(v.cmd));
-    m.insert("imagename".into(), json!(v.image));
-    m.insert("image".into(), json!(v.image));
-    m.insert("job_type".into(), json!(v.kind.job_type()));
-    let memory = v.memory.as_deref().map(format_memory);
-    let cpu = v.cpu.as_deref().map(format_cpu);
-    if include_unset {
-        m.insert("image_state".into(), json!(v.image_state));
-        m.insert("filelog".into(), json!(v.filelog));
-        m.insert("filelog_stdout".into(), json!(v.filelog_stdout));
-        m.insert("filelog_stderr".into(), json!(v.filelog_stderr));
-        m.insert("emails".into(), json!(v.emails));
-        m.insert("mount".into(), json!(v.mount));
-        m.insert(
-            "memory".into(),
-            json!(memory.unwrap_or_else(|| "0.5Gi".into())),
-        );
-        m.insert("cpu".into(), json!(cpu.unwrap_or_else(|| "0.1".into())));
-        m.insert("status_short".into(), json!(v.status_short));
-        m.insert("status_long".into(), json!(v.status_long));
-        m.insert(
-            "status".into(),
-            serde_json::to_value(&v.status).unwrap_or(Value::Null),
-        );
-        match v.kind {
-            JobKind::OneOff => {
-                m.insert("retry".into(), json!(v.retry));
-            }
-            JobKind::Scheduled => {
-                m.insert("retry".into(), json!(v.retry));
-                m.insert("schedule".into(), json!(v.schedule));
-                m.insert("schedule_actual".into(), json!(v.schedule_actual));
-                m.insert("timeout".into(), json!(v.timeout));
-            }
-            JobKind::Continuous => {
-                m.insert("continuous".into(), json!(true));
-                m.insert("replicas".into(), json!(v.replicas.unwrap_or(1)));
-                match &v.port {
-                    Some((port, proto)) => {
-                        m.insert("port".into(), json!(port));
-                        m.insert("port_protocol".into(), json!(proto));
-                    }
-                    None => {
-                        m.insert("port".into(), Value::Null);
-                    }
-                }
-                m.insert(
-                    "health_check".into(),
-                    v.health_check.clone().unwrap_or(Value::Null),
-                );
-            }
+/// 16.x shape with `include_unset` (list and show by default): every field.
+pub fn v1_job(v: &JobView) -> v1::Job {
+    let (mut retry, mut schedule, mut schedule_actual, mut timeout) = (None, None, None, None);
+    let (mut continuous, mut replicas, mut port, mut port_protocol, mut health_check) =
+        (None, None, None, None, None);
+    match v.kind {
+        JobKind::OneOff => retry = Some(v.retry),
+        JobKind::Scheduled => {
+            retry = Some(v.retry);
+            schedule = Some(v.schedule.clone());
+            schedule_actual = Some(v.schedule_actual.clone());
+            timeout = Some(v.timeout);
         }
-    } else {
-        if !v.filelog {
-            m.insert("filelog".into(), json!(false));
-        }
-        let default_out = format!("{}.out", v.name);
-        let default_err = format!("{}.err", v.name);
-        if let Some(p) = v
-            .filelog_stdout
-            .as_ref()
-            .filter(|p| !p.ends_with(&default_out))
-        {
-            m.insert("filelog_stdout".into(), json!(p));
-        }
-        if let Some(p) = v
-            .filelog_stderr
-            .as_ref()
-            .filter(|p| !p.ends_with(&default_err))
-        {
-            m.insert("filelog_stderr".into(), json!(p));
-        }
-        if v.emails != "none" {
-            m.insert("emails".into(), json!(v.emails));
-        }
-        if v.mount != "all" {
-            m.insert("mount".into(), json!(v.mount));
-        }
-        // as the user set them, so that loading a dump changes nothing
-        if let Some(mem) = &v.memory {
-            m.insert("memory".into(), json!(mem));
-        }
-        if let Some(cpu) = &v.cpu {
-            m.insert("cpu".into(), json!(cpu));
-        }
-        if let Some((port, proto)) = &v.port {
-            m.insert("port".into(), json!(port));
-            if proto != "tcp" {
-                m.insert("port_protocol".into(), json!(proto));
-            }
-        }
-        if let Some(h) = &v.health_check {
-            m.insert("health_check".into(), h.clone());
-        }
-        if v.retry > 0 {
-            m.insert("retry".into(), json!(v.retry));
-        }
-        if let Some(s) = &v.schedule {
-            m.insert("schedule".into(), json!(s));
-        }
-        if let Some(t) = v.timeout {
-            m.insert("timeout".into(), json!(t));
-        }
-        if v.kind == JobKind::Continuous && v.replicas.unwrap_or(1) != 1 {
-            m.insert("replicas".into(), json!(v.replicas));
+        JobKind::Continuous => {
+            continuous = Some(true);
+            replicas = Some(v.replicas.unwrap_or(1));
+            port = Some(v.port.as_ref().map(|p| p.0));
+            port_protocol = v.port.as_ref().map(|p| p.1.clone());
+            health_check = Some(v.health_check.clone());
         }
     }
-    Value::Object(m)
+    v1::Job {
+        name: v.name.clone(),
+        cmd: v.cmd.clone(),
+        imagename: v.image.clone(),
+        image: v.image.clone(),
+        job_type: v.kind.job_type().to_string(),
+        image_state: v.image_state.clone(),
+        filelog: v.filelog,
+        filelog_stdout: v.filelog_stdout.clone(),
+        filelog_stderr: v.filelog_stderr.clone(),
+        emails: v.emails.clone(),
+        mount: v.mount.clone(),
+        memory: v
+            .memory
+            .as_deref()
+            .map(format_memory)
+            .unwrap_or_else(|| "0.5Gi".into()),
+        cpu: v
+            .cpu
+            .as_deref()
+            .map(format_cpu)
+            .unwrap_or_else(|| "0.1".into()),
+        status_short: v.status_short.clone(),
+        status_long: v.status_long.clone(),
+        status: v.status.clone(),
+        retry,
+        schedule,
+        schedule_actual,
+        timeout,
+        continuous,
+        replicas,
+        port,
+        port_protocol,
+        health_check,
+    }
+}
+
+/// 16.x shape with `include_unset=false` (for `dump`): only what the user set, plus the keys
+/// the client requires.
+pub fn v1_definition(v: &JobView) -> v1::JobDefinition {
+    let default_out = format!("{}.out", v.name);
+    let default_err = format!("{}.err", v.name);
+    v1::JobDefinition {
+        name: v.name.clone(),
+        cmd: v.cmd.clone(),
+        imagename: v.image.clone(),
+        image: v.image.clone(),
+        job_type: v.kind.job_type().to_string(),
+        filelog: (!v.filelog).then_some(false),
+        filelog_stdout: v
+            .filelog_stdout
+            .clone()
+            .filter(|p| !p.ends_with(&default_out)),
+        filelog_stderr: v
+            .filelog_stderr
+            .clone()
+            .filter(|p| !p.ends_with(&default_err)),
+        emails: Some(v.emails.clone()).filter(|e| e != "none"),
+        mount: Some(v.mount.clone()).filter(|m| m != "all"),
+        // as the user set them, so that loading a dump changes nothing
+        memory: v.memory.clone(),
+        cpu: v.cpu.clone(),
+        port: v.port.as_ref().map(|p| p.0),
+        port_protocol: v
+            .port
+            .as_ref()
+            .map(|p| p.1.clone())
+            .filter(|proto| proto != "tcp"),
+        health_check: v.health_check.clone(),
+        retry: (v.retry > 0).then_some(v.retry),
+        schedule: v.schedule.clone(),
+        timeout: v.timeout,
+        replicas: v
+            .replicas
+            .filter(|r| v.kind == JobKind::Continuous && *r != 1),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    fn legacy_json(v: &JobView, home: &str) -> Value {
+        serde_json::to_value(legacy_job(v, home)).unwrap_or_default()
+    }
+
+    fn v1_json(v: &JobView, include_unset: bool) -> Value {
+        if include_unset {
+            serde_json::to_value(v1_job(v)).unwrap_or_default()
+        } else {
+            serde_json::to_value(v1_definition(v)).unwrap_or_default()
+        }
+    }
 
     fn sample() -> JobView {
         JobView {
