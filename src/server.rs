@@ -17,7 +17,10 @@ use crate::api::guard::LoadLimits;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::credentials::{CredentialStore, StoreSettings};
-use crate::limits::{spawn_housekeeping, JobQuota, JobQuotas, Rate, RateLimits};
+use crate::filewatch::FileWatch;
+use crate::limits::{
+    quota_file, spawn_housekeeping, JobQuota, JobQuotas, QuotaFile, Rate, RateLimits,
+};
 use jobs_core::images::ImageCatalog;
 use jobs_core::pem::pem_certificates;
 
@@ -226,8 +229,26 @@ impl TlsReload {
     }
 }
 
-/// Builds the shared state from configuration.
-pub fn build_state(config: Config) -> Result<AppState, StartError> {
+/// How often the image list and the quota file are read again.
+const DATA_FILE_PERIOD: Duration = Duration::from_secs(5);
+
+/// The watchers of the files [`build_state`] loaded, to start once the runtime runs.
+pub struct FileWatches {
+    quotas: Option<FileWatch<QuotaFile>>,
+}
+
+impl FileWatches {
+    /// Starts re-reading the files (on the current Tokio runtime).
+    pub fn spawn(self) {
+        if let Some(w) = self.quotas {
+            w.spawn();
+        }
+    }
+}
+
+/// Builds the shared state from configuration: the files are read now (an error stops
+/// start-up); their watchers are returned, not started.
+pub fn build_state(config: Config) -> Result<(AppState, FileWatches), StartError> {
     let catalog = match &config.images_file {
         Some(path) => {
             let text = String::from_utf8(read(path)?)
@@ -259,21 +280,28 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
             burst: config.write_rate.1,
         },
     ));
+    let quota_file = match &config.quotas_file {
+        Some(path) => Some(
+            quota_file(path.clone(), DATA_FILE_PERIOD)
+                .load()
+                .map_err(StartError)?,
+        ),
+        None => None,
+    };
     let quotas = JobQuotas::new(
         JobQuota {
             running: config.max_running_jobs,
             scheduled: config.max_scheduled_jobs,
         },
-        config.quotas_file.clone(),
+        quota_file.as_ref().map(FileWatch::current),
     )
-    .map_err(StartError)?
     .with_creation_slot(config.creation_slot);
     let load = LoadLimits {
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         timeout: config.request_timeout,
         max_body: config.max_body_bytes,
     };
-    Ok(AppState {
+    let state = AppState {
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         follows: crate::api::podlogs::FollowSlots::new(config.max_log_follows),
@@ -283,7 +311,8 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         config: Arc::new(config),
         credentials: Arc::new(credentials),
         catalog: Arc::new(RwLock::new(Arc::new(catalog))),
-    })
+    };
+    Ok((state, FileWatches { quotas: quota_file }))
 }
 
 /// Re-reads the image list when its file (a mounted ConfigMap) changes; a broken file keeps
@@ -489,7 +518,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     publish_certificate_expiry(&cert);
     crate::metrics::set_kube_timeout(config.kube_timeout);
-    let state = build_state(config)?;
+    let (state, watches) = build_state(config)?;
+    watches.spawn();
     spawn_housekeeping(state.rate_limits.clone());
     spawn_connection_sweeper(state.credentials.clone());
     spawn_image_reloader(&state);
