@@ -1,7 +1,8 @@
 //! Listeners: TLS setup (rustls via axum-server) and the plain-HTTP admin port.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
@@ -17,7 +18,7 @@ use crate::api::guard::LoadLimits;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::credentials::{CredentialStore, StoreSettings};
-use crate::filewatch::FileWatch;
+use crate::filewatch::{Current, FileWatch, Source};
 use crate::limits::{
     quota_file, spawn_housekeeping, JobQuota, JobQuotas, QuotaFile, Rate, RateLimits,
 };
@@ -234,12 +235,16 @@ const DATA_FILE_PERIOD: Duration = Duration::from_secs(5);
 
 /// The watchers of the files [`build_state`] loaded, to start once the runtime runs.
 pub struct FileWatches {
+    images: Option<FileWatch<ImageCatalog>>,
     quotas: Option<FileWatch<QuotaFile>>,
 }
 
 impl FileWatches {
     /// Starts re-reading the files (on the current Tokio runtime).
     pub fn spawn(self) {
+        if let Some(w) = self.images {
+            w.spawn();
+        }
         if let Some(w) = self.quotas {
             w.spawn();
         }
@@ -249,13 +254,9 @@ impl FileWatches {
 /// Builds the shared state from configuration: the files are read now (an error stops
 /// start-up); their watchers are returned, not started.
 pub fn build_state(config: Config) -> Result<(AppState, FileWatches), StartError> {
-    let catalog = match &config.images_file {
-        Some(path) => {
-            let text = String::from_utf8(read(path)?)
-                .map_err(|_| StartError(format!("{} is not UTF-8", path.display())))?;
-            ImageCatalog::from_yaml(&text).map_err(StartError)?
-        }
-        None => ImageCatalog::builtin(),
+    let images = match &config.images_file {
+        Some(path) => Some(image_list(path.clone()).load().map_err(StartError)?),
+        None => None,
     };
     let credentials = CredentialStore::new(StoreSettings {
         home_root: config.home_root.clone(),
@@ -310,52 +311,31 @@ pub fn build_state(config: Config) -> Result<(AppState, FileWatches), StartError
         load,
         config: Arc::new(config),
         credentials: Arc::new(credentials),
-        catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+        catalog: match &images {
+            Some(watch) => watch.current(),
+            None => Current::fixed(ImageCatalog::builtin()),
+        },
     };
-    Ok((state, FileWatches { quotas: quota_file }))
+    let watches = FileWatches {
+        images,
+        quotas: quota_file,
+    };
+    Ok((state, watches))
 }
 
-/// Re-reads the image list when its file (a mounted ConfigMap) changes; a broken file keeps
-/// the previous list.
-fn spawn_image_reloader(state: &AppState) {
-    let Some(path) = state.config.images_file.clone() else {
-        return;
-    };
-    let catalog = state.catalog.clone();
-    tokio::spawn(async move {
-        let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let mut seen = mtime(&path);
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            let p = path.clone();
-            let now = tokio::task::spawn_blocking(move || mtime(&p))
-                .await
-                .ok()
-                .flatten();
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            let p = path.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                std::fs::read_to_string(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| ImageCatalog::from_yaml(&t))
-            })
-            .await;
-            match loaded {
-                Ok(Ok(c)) => {
-                    if let Ok(mut slot) = catalog.write() {
-                        *slot = Arc::new(c);
-                    }
-                    tracing::info!(file = %path.display(), "image list reloaded");
-                }
-                Ok(Err(e)) => tracing::warn!("{e}; keeping the previous image list"),
-                Err(e) => tracing::warn!("image list reload failed: {e}"),
-            }
+/// The image list file (a mounted ConfigMap), re-read every [`DATA_FILE_PERIOD`] once watched;
+/// a broken new version keeps the previous list.
+fn image_list(path: PathBuf) -> Source<ImageCatalog> {
+    let shown = path.clone();
+    Source::new("image list", vec![path], move |files| match files {
+        [bytes] => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| format!("{} is not UTF-8", shown.display()))?;
+            ImageCatalog::from_yaml(text)
         }
-    });
+        _ => Err(format!("image list {}: not read", shown.display())),
+    })
+    .every(DATA_FILE_PERIOD)
 }
 
 /// Whether the apiserver accepts TCP connections (readiness).
@@ -522,7 +502,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     watches.spawn();
     spawn_housekeeping(state.rate_limits.clone());
     spawn_connection_sweeper(state.credentials.clone());
-    spawn_image_reloader(&state);
     let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
     // shared by the TLS listeners (a handle each): stops them together, gracefully
     let control = axum_server::Control::new();
@@ -664,5 +643,37 @@ impl Signals {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_list_file_fails_start_up_as_before() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("images-v1.yaml");
+        let load = || image_list(path.clone()).load().map(|w| w.current().get());
+        let missing = load().err().unwrap_or_default();
+        assert!(
+            missing.starts_with(&format!("reading {}: No such file", path.display())),
+            "{missing}"
+        );
+        std::fs::write(&path, b"\xff: x\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            load().err(),
+            Some(format!("{} is not UTF-8", path.display()))
+        );
+        std::fs::write(&path, "a: {}\n").unwrap_or_else(|e| panic!("{e}"));
+        let broken = load().err().unwrap_or_default();
+        assert!(broken.starts_with("image list: "), "{broken}");
+        std::fs::write(
+            &path,
+            "bookworm:\n  state: stable\n  variants:\n    jobs-framework: {image: registry.example/bookworm}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let catalog = load().unwrap_or_else(|e| panic!("{e}"));
+        assert!(catalog.resolve("bookworm").is_some());
     }
 }
