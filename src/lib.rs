@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod credentials;
+pub mod filewatch;
 pub mod home;
 pub mod limits;
 pub mod logfiles;

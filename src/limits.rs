@@ -2,14 +2,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
+use crate::filewatch::{Current, Source};
 use jobs_core::identity::ToolName;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,72 +81,65 @@ struct QuotaOverride {
     scheduled: Option<u32>,
 }
 
+/// The quota file's overrides (see [`quota_file`]).
 #[derive(Debug, Deserialize, Default)]
-struct QuotaFile {
+pub struct QuotaFile {
     #[serde(default)]
     default: QuotaOverride,
     #[serde(default)]
     tools: BTreeMap<String, QuotaOverride>,
 }
 
-/// Job quotas: defaults, optionally overridden per tool from a YAML file (e.g. a mounted
-/// ConfigMap), which is re-read when it changes.
+impl QuotaFile {
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            format!(
+                "quota file {}: stream did not contain valid UTF-8",
+                path.display()
+            )
+        })?;
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| format!("quota file {}: {e}", path.display()))
+    }
+}
+
+/// The quota file (e.g. a mounted ConfigMap): `load` it at start, then `spawn` the returned
+/// watch to re-read it every `period` (see [`crate::filewatch`]).
+pub fn quota_file(path: PathBuf, period: Duration) -> Source<QuotaFile> {
+    let shown = path.clone();
+    Source::new("quotas", vec![path], move |files| match files {
+        [bytes] => QuotaFile::parse(&shown, bytes),
+        _ => Err(format!("quota file {}: not read", shown.display())),
+    })
+    .every(period)
+    .read_error(|path, e| format!("quota file {}: {e}", path.display()))
+}
+
+/// Job quotas: defaults, optionally overridden per tool from the quota file, whose current
+/// version is kept by its watcher (a broken new version keeps the last good one).
 pub struct JobQuotas {
     defaults: JobQuota,
-    file: Option<PathBuf>,
-    loaded: Mutex<(Option<SystemTime>, Arc<QuotaFile>)>,
+    file: Current<QuotaFile>,
     locks: Mutex<HashMap<ToolName, Arc<tokio::sync::Mutex<()>>>>,
     serialize: bool,
 }
 
 impl JobQuotas {
-    pub fn new(defaults: JobQuota, file: Option<PathBuf>) -> Result<Self, String> {
-        let q = Self {
+    /// `file`: the loaded quota file's current version ([`quota_file`]), or none.
+    pub fn new(defaults: JobQuota, file: Option<Current<QuotaFile>>) -> Self {
+        Self {
             defaults,
-            file,
-            loaded: Mutex::new((None, Arc::new(QuotaFile::default()))),
+            file: file.unwrap_or_else(|| Current::fixed(QuotaFile::default())),
             locks: Mutex::new(HashMap::new()),
             serialize: true,
-        };
-        q.reload()?;
-        Ok(q)
-    }
-
-    fn reload(&self) -> Result<Arc<QuotaFile>, String> {
-        let Some(path) = &self.file else {
-            return Ok(lock(&self.loaded).1.clone());
-        };
-        let mtime = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .map_err(|e| format!("quota file {}: {e}", path.display()))?;
-        {
-            let loaded = lock(&self.loaded);
-            if loaded.0 == Some(mtime) {
-                return Ok(loaded.1.clone());
-            }
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("quota file {}: {e}", path.display()))?;
-        let parsed: QuotaFile = if text.trim().is_empty() {
-            QuotaFile::default()
-        } else {
-            serde_yaml::from_str(&text)
-                .map_err(|e| format!("quota file {}: {e}", path.display()))?
-        };
-        let parsed = Arc::new(parsed);
-        *lock(&self.loaded) = (Some(mtime), parsed.clone());
-        Ok(parsed)
     }
 
-    /// The quota of one tool. A broken file keeps the last good version (and is logged).
+    /// The quota of one tool, from the quota file as last read: no file access here.
     pub fn for_tool(&self, tool: &ToolName) -> JobQuota {
-        let file = match self.reload() {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!("{e}; keeping the previous quotas");
-                lock(&self.loaded).1.clone()
-            }
-        };
+        let file = self.file.get();
         let mut q = self.defaults;
         for o in [Some(&file.default), file.tools.get(tool.as_str())]
             .into_iter()
@@ -229,24 +223,40 @@ mod tests {
         );
     }
 
-    #[test]
-    fn quota_file_overrides_defaults_and_reloads() {
-        let dir = std::env::temp_dir().join(format!("jobs-gateway-quota-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.join("quotas.yaml");
-        std::fs::write(
+    /// Replaces `path` in one step, as a ConfigMap update does (no read sees it half-written),
+    /// keeping `mtime`: the change is seen by content.
+    fn put(path: &Path, text: &str, mtime: std::time::SystemTime) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(mtime))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    const DEFAULTS: JobQuota = JobQuota {
+        running: 16,
+        scheduled: 34,
+    };
+
+    #[tokio::test]
+    async fn quota_file_overrides_defaults_and_reloads() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("quotas.yaml");
+        let mtime = std::time::SystemTime::now() - Duration::from_secs(60);
+        put(
             &path,
             "default:\n  scheduled: 10\ntools:\n  big:\n    running: 100\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let q = JobQuotas::new(
-            JobQuota {
-                running: 16,
-                scheduled: 34,
-            },
-            Some(path.clone()),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+            mtime,
+        );
+        let watch = quota_file(path.clone(), Duration::from_millis(10))
+            .load()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stats = watch.stats();
+        let q = JobQuotas::new(DEFAULTS, Some(watch.current()));
+        assert!(watch.spawn().is_some());
         assert_eq!(
             q.for_tool(&tool("x")),
             JobQuota {
@@ -261,32 +271,91 @@ mod tests {
                 scheduled: 10
             }
         );
-        std::thread::sleep(Duration::from_millis(20));
-        std::fs::write(&path, "tools:\n  x:\n    running: 1\n").unwrap_or_else(|e| panic!("{e}"));
-        let later = SystemTime::now() + Duration::from_secs(5);
-        let f = std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("{e}"));
-        f.set_modified(later).unwrap_or_else(|e| panic!("{e}"));
+        // a new version with the old mtime (a ConfigMap's symlink swap keeps it)
+        put(&path, "tools:\n  x:\n    running: 1\n", mtime);
+        let want = JobQuota {
+            running: 1,
+            scheduled: 34,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while q.for_tool(&tool("x")) != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new quota file was not taken within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(q.for_tool(&tool("big")), DEFAULTS);
+        put(&path, ": : not yaml [", mtime);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while stats.problems() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broken quota file was not noticed within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(
             q.for_tool(&tool("x")),
-            JobQuota {
-                running: 1,
-                scheduled: 34
-            }
-        );
-        std::fs::write(&path, ": : not yaml [").unwrap_or_else(|e| panic!("{e}"));
-        f.set_modified(later + Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            q.for_tool(&tool("x")),
-            JobQuota {
-                running: 1,
-                scheduled: 34
-            },
+            want,
             "a broken file keeps the last good quotas"
         );
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_first_load_of_the_quota_file_fails_as_before() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("quotas.yaml");
+        let load = || quota_file(path.clone(), Duration::ZERO).load().err();
+        let missing = load().unwrap_or_default();
+        assert!(
+            missing.starts_with(&format!("quota file {}: No such file", path.display())),
+            "{missing}"
+        );
+        std::fs::write(&path, "tools: [").unwrap_or_else(|e| panic!("{e}"));
+        let broken = load().unwrap_or_default();
+        assert!(
+            broken.starts_with(&format!("quota file {}: ", path.display())),
+            "{broken}"
+        );
+        std::fs::write(&path, b"\xff\xfe").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            load(),
+            Some(format!(
+                "quota file {}: stream did not contain valid UTF-8",
+                path.display()
+            ))
+        );
+        std::fs::write(&path, "  \n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(load().is_none(), "an empty file means no overrides");
+    }
+
+    #[test]
+    fn the_quota_of_a_request_needs_no_file_access() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("quotas.yaml");
+        std::fs::write(&path, "tools:\n  x:\n    running: 1\n").unwrap_or_else(|e| panic!("{e}"));
+        let watch = quota_file(path.clone(), Duration::ZERO)
+            .load()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let q = Arc::new(JobQuotas::new(DEFAULTS, Some(watch.current())));
+        // the file becomes a FIFO without a writer: any read of it would hang
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: a valid NUL-terminated path
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asking = q.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(asking.for_tool(&tool("x")));
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(2)).ok(),
+            Some(JobQuota {
+                running: 1,
+                scheduled: 34
+            })
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Listeners: TLS setup (rustls via axum-server) and the plain-HTTP admin port.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
@@ -10,6 +11,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use secrecy::zeroize::Zeroizing;
 use tokio::task::JoinSet;
 
 use crate::api::auth::Listener;
@@ -17,7 +19,10 @@ use crate::api::guard::LoadLimits;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::credentials::{CredentialStore, StoreSettings};
-use crate::limits::{spawn_housekeeping, JobQuota, JobQuotas, Rate, RateLimits};
+use crate::filewatch::{Current, FileWatch, Source};
+use crate::limits::{
+    quota_file, spawn_housekeeping, JobQuota, JobQuotas, QuotaFile, Rate, RateLimits,
+};
 use jobs_core::images::ImageCatalog;
 use jobs_core::pem::pem_certificates;
 
@@ -72,40 +77,43 @@ pub fn tls_config(
     Ok(config)
 }
 
-/// The files the TLS listeners are made from, and the listeners' configs to swap when they
-/// change (a renewed certificate, a rotated CA: cert-manager, a Kubernetes secret update).
-/// Connections already open keep the config they started with.
-struct TlsReload {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    /// Per listener: the CA file its client certificates chain to, and its live config.
-    listeners: Vec<(std::path::PathBuf, RustlsConfig)>,
+/// What the listeners serve, made from the TLS files as a whole: a config per listener (in the
+/// order of the listeners) and the certificate's notAfter.
+struct TlsSet {
+    configs: Vec<Arc<rustls::ServerConfig>>,
+    not_after: Option<i64>,
 }
 
-/// The contents of a [`TlsReload`]'s files, CAs in the order of its listeners.
-struct TlsFiles {
-    cert: Vec<u8>,
-    key: Vec<u8>,
-    cas: Vec<Vec<u8>>,
+/// The files the TLS listeners are made from: the certificate, the key, then the CA file of each
+/// listener (its client certificates chain to it). Re-read every `period` (a renewed certificate,
+/// a rotated CA: cert-manager, a Kubernetes secret update), a new set is taken only when it is
+/// whole (the certificate matches its key, the CAs parse); see [`crate::filewatch`].
+fn tls_files(cert: PathBuf, key: PathBuf, cas: Vec<PathBuf>, period: Duration) -> Source<TlsSet> {
+    let mut paths = vec![cert, key];
+    paths.extend(cas);
+    Source::new("TLS files", paths, |files| match files {
+        [cert, key, cas @ ..] => Ok(TlsSet {
+            configs: cas
+                .iter()
+                .map(|ca| tls_config(cert, key, ca).map(Arc::new).map_err(|e| e.0))
+                .collect::<Result<_, _>>()?,
+            not_after: certificate_not_after(cert),
+        }),
+        _ => Err("no certificate and key".into()),
+    })
+    .every(period)
 }
 
-/// What the files held, to notice a change by content (a secret's symlink swap keeps old
-/// mtimes; a second-granular mtime misses two writes within a second). The reload keeps only
-/// this hash of what it read, not the bytes.
-fn fingerprint(cert: &[u8], key: &[u8], cas: &[Vec<u8>]) -> u64 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    (cert, key, cas).hash(&mut h);
-    h.finish()
+/// The serving certificate's notAfter (unix seconds).
+fn certificate_not_after(cert_pem: &[u8]) -> Option<i64> {
+    let ders = pem_certificates(cert_pem).ok()?;
+    let der = ders.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
-/// Publishes the serving certificate's notAfter (unix seconds) as a gauge to alert on.
-fn publish_certificate_expiry(cert_pem: &[u8]) {
-    let not_after = pem_certificates(cert_pem).ok().and_then(|ders| {
-        let der = ders.first()?;
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        Some(cert.validity().not_after.timestamp())
-    });
+/// Publishes the serving certificate's notAfter as a gauge to alert on.
+fn publish_certificate_expiry(not_after: Option<i64>) {
     if let Some(t) = not_after {
         crate::metrics::global().set(
             "jobs_gateway_tls_certificate_not_after_seconds",
@@ -115,126 +123,69 @@ fn publish_certificate_expiry(cert_pem: &[u8]) {
     }
 }
 
-impl TlsReload {
-    /// Reads every file; an error names the file, never its content.
-    fn read_all(&self) -> Result<TlsFiles, StartError> {
-        let cas = self
-            .listeners
-            .iter()
-            .map(|(ca, _)| read(ca))
-            .collect::<Result<_, _>>()?;
-        Ok(TlsFiles {
-            cert: read(&self.cert)?,
-            key: read(&self.key)?,
-            cas,
-        })
+/// Watches the TLS files: a whole new set switches every listener in `live` (in the order of
+/// the set's configs) for new connections, while connections already open keep the config
+/// they started with; a refused set, an unreadable or hung file, is logged and counted once.
+fn spawn_tls_reloader(files: FileWatch<TlsSet>, live: Vec<RustlsConfig>, cert: PathBuf) {
+    let metrics = crate::metrics::global();
+    let count = |result: &str| {
+        metrics.inc(
+            "jobs_gateway_tls_reloads_total",
+            vec![("result", result.into())],
+        )
+    };
+    // both series exist from the start, so that a first refusal is an increase
+    for result in ["applied", "refused"] {
+        metrics.touch(
+            "jobs_gateway_tls_reloads_total",
+            vec![("result", result.into())],
+        );
     }
-
-    /// Every `period`: if the files' content differs from what is served and from the last
-    /// refused set, and the whole set makes valid configs (a certificate matching its key, CAs
-    /// that parse), every listener switches to it; otherwise the listeners keep what they have
-    /// and the problem is logged and counted once.
-    async fn watch(self, period: Duration, served: u64) {
-        let this = Arc::new(self);
-        let metrics = crate::metrics::global();
-        let count = |result: &str| {
-            metrics.inc(
-                "jobs_gateway_tls_reloads_total",
-                vec![("result", result.into())],
-            )
-        };
-        // both series exist from the start, so that a first refusal is an increase
-        for result in ["applied", "refused"] {
-            metrics.touch(
-                "jobs_gateway_tls_reloads_total",
-                vec![("result", result.into())],
+    files
+        .on_change(move |set: &TlsSet| {
+            for (live, config) in live.iter().zip(&set.configs) {
+                live.reload_from_config(config.clone());
+            }
+            publish_certificate_expiry(set.not_after);
+            count("applied");
+            tracing::info!(cert = %cert.display(), "TLS certificate, key and CAs reloaded");
+        })
+        .on_problem(move |problem| {
+            tracing::warn!(
+                "TLS files not reloaded: {problem}; the listeners keep the previous ones"
             );
+            count("refused");
+        })
+        .spawn();
+}
+
+/// How often the image list and the quota file are read again.
+const DATA_FILE_PERIOD: Duration = Duration::from_secs(5);
+
+/// The watchers of the files [`build_state`] loaded, to start once the runtime runs.
+pub struct FileWatches {
+    images: Option<FileWatch<ImageCatalog>>,
+    quotas: Option<FileWatch<QuotaFile>>,
+}
+
+impl FileWatches {
+    /// Starts re-reading the files (on the current Tokio runtime).
+    pub fn spawn(self) {
+        if let Some(w) = self.images {
+            w.spawn();
         }
-        let mut served = served;
-        let mut refused: Option<u64> = None;
-        let mut last_problem = String::new();
-        let problem = |last: &mut String, text: String| {
-            if text != *last {
-                tracing::warn!(
-                    "TLS files not reloaded: {text}; the listeners keep the previous ones"
-                );
-                count("refused");
-                *last = text;
-            }
-        };
-        // a read that hangs (a network filesystem) is waited for on later ticks, not repeated
-        let read_limit = period.max(Duration::from_secs(5));
-        let mut pending: Option<tokio::task::JoinHandle<Result<TlsFiles, StartError>>> = None;
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let mut read = pending.take().unwrap_or_else(|| {
-                let reader = this.clone();
-                tokio::task::spawn_blocking(move || reader.read_all())
-            });
-            let files = match tokio::time::timeout(read_limit, &mut read).await {
-                Ok(Ok(Ok(files))) => files,
-                Ok(Ok(Err(e))) => {
-                    problem(&mut last_problem, e.0);
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    problem(&mut last_problem, format!("the reading task failed: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    problem(
-                        &mut last_problem,
-                        format!("reading them took over {} s", read_limit.as_secs()),
-                    );
-                    pending = Some(read);
-                    continue;
-                }
-            };
-            let TlsFiles { cert, key, cas } = files;
-            let now = fingerprint(&cert, &key, &cas);
-            if now == served {
-                // back to (or still) what is served: a later problem is news again
-                last_problem.clear();
-                continue;
-            }
-            if refused == Some(now) {
-                continue;
-            }
-            let built: Result<Vec<rustls::ServerConfig>, StartError> =
-                cas.iter().map(|ca| tls_config(&cert, &key, ca)).collect();
-            match built {
-                Ok(configs) => {
-                    for ((_, live), config) in this.listeners.iter().zip(configs) {
-                        live.reload_from_config(Arc::new(config));
-                    }
-                    served = now;
-                    refused = None;
-                    last_problem.clear();
-                    publish_certificate_expiry(&cert);
-                    count("applied");
-                    tracing::info!(cert = %this.cert.display(), "TLS certificate, key and CAs reloaded");
-                }
-                Err(e) => {
-                    refused = Some(now);
-                    problem(&mut last_problem, e.0);
-                }
-            }
+        if let Some(w) = self.quotas {
+            w.spawn();
         }
     }
 }
 
-/// Builds the shared state from configuration.
-pub fn build_state(config: Config) -> Result<AppState, StartError> {
-    let catalog = match &config.images_file {
-        Some(path) => {
-            let text = String::from_utf8(read(path)?)
-                .map_err(|_| StartError(format!("{} is not UTF-8", path.display())))?;
-            ImageCatalog::from_yaml(&text).map_err(StartError)?
-        }
-        None => ImageCatalog::builtin(),
+/// Builds the shared state from configuration: the files are read now (an error stops
+/// start-up); their watchers are returned, not started.
+pub fn build_state(config: Config) -> Result<(AppState, FileWatches), StartError> {
+    let images = match &config.images_file {
+        Some(path) => Some(image_list(path.clone()).load().map_err(StartError)?),
+        None => None,
     };
     let credentials = CredentialStore::new(StoreSettings {
         home_root: config.home_root.clone(),
@@ -259,21 +210,28 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
             burst: config.write_rate.1,
         },
     ));
+    let quota_file = match &config.quotas_file {
+        Some(path) => Some(
+            quota_file(path.clone(), DATA_FILE_PERIOD)
+                .load()
+                .map_err(StartError)?,
+        ),
+        None => None,
+    };
     let quotas = JobQuotas::new(
         JobQuota {
             running: config.max_running_jobs,
             scheduled: config.max_scheduled_jobs,
         },
-        config.quotas_file.clone(),
+        quota_file.as_ref().map(FileWatch::current),
     )
-    .map_err(StartError)?
     .with_creation_slot(config.creation_slot);
     let load = LoadLimits {
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         timeout: config.request_timeout,
         max_body: config.max_body_bytes,
     };
-    Ok(AppState {
+    let state = AppState {
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         follows: crate::api::podlogs::FollowSlots::new(config.max_log_follows),
@@ -282,51 +240,31 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         load,
         config: Arc::new(config),
         credentials: Arc::new(credentials),
-        catalog: Arc::new(RwLock::new(Arc::new(catalog))),
-    })
+        catalog: match &images {
+            Some(watch) => watch.current(),
+            None => Current::fixed(ImageCatalog::builtin()),
+        },
+    };
+    let watches = FileWatches {
+        images,
+        quotas: quota_file,
+    };
+    Ok((state, watches))
 }
 
-/// Re-reads the image list when its file (a mounted ConfigMap) changes; a broken file keeps
-/// the previous list.
-fn spawn_image_reloader(state: &AppState) {
-    let Some(path) = state.config.images_file.clone() else {
-        return;
-    };
-    let catalog = state.catalog.clone();
-    tokio::spawn(async move {
-        let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let mut seen = mtime(&path);
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            let p = path.clone();
-            let now = tokio::task::spawn_blocking(move || mtime(&p))
-                .await
-                .ok()
-                .flatten();
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            let p = path.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                std::fs::read_to_string(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| ImageCatalog::from_yaml(&t))
-            })
-            .await;
-            match loaded {
-                Ok(Ok(c)) => {
-                    if let Ok(mut slot) = catalog.write() {
-                        *slot = Arc::new(c);
-                    }
-                    tracing::info!(file = %path.display(), "image list reloaded");
-                }
-                Ok(Err(e)) => tracing::warn!("{e}; keeping the previous image list"),
-                Err(e) => tracing::warn!("image list reload failed: {e}"),
-            }
+/// The image list file (a mounted ConfigMap), re-read every [`DATA_FILE_PERIOD`] once watched;
+/// a broken new version keeps the previous list.
+fn image_list(path: PathBuf) -> Source<ImageCatalog> {
+    let shown = path.clone();
+    Source::new("image list", vec![path], move |files| match files {
+        [bytes] => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| format!("{} is not UTF-8", shown.display()))?;
+            ImageCatalog::from_yaml(text)
         }
-    });
+        _ => Err(format!("image list {}: not read", shown.display())),
+    })
+    .every(DATA_FILE_PERIOD)
 }
 
 /// Whether the apiserver accepts TCP connections (readiness).
@@ -475,70 +413,69 @@ fn bounded<A: axum_server::Address, Acc>(
 pub async fn run(config: Config) -> Result<(), StartError> {
     let mut signals = Signals::new()?;
     let cert = read(&config.tls_cert)?;
-    let key = read(&config.tls_key)?;
+    let mut key = Zeroizing::new(read(&config.tls_key)?);
     let client_ca = read(&config.client_ca)?;
     let ingress_ca = read(&config.ingress_ca)?;
     let direct_addr = config.direct_addr;
     let ingress_addr = config.ingress_addr;
     let admin_addr = config.admin_addr;
     let tls_reload = config.tls_reload;
-    let mut reload = TlsReload {
-        cert: config.tls_cert.clone(),
-        key: config.tls_key.clone(),
-        listeners: Vec::new(),
-    };
-    publish_certificate_expiry(&cert);
+    publish_certificate_expiry(certificate_not_after(&cert));
     crate::metrics::set_kube_timeout(config.kube_timeout);
-    let state = build_state(config)?;
+    let (state, watches) = build_state(config)?;
+    watches.spawn();
     spawn_housekeeping(state.rate_limits.clone());
     spawn_connection_sweeper(state.credentials.clone());
-    spawn_image_reloader(&state);
+    // the TLS listeners in order, with their CA files; a disabled listener's CA was read above
+    // all the same (a missing one stops start-up, as it always has)
+    let mut listeners = Vec::new();
+    let mut ca_files = Vec::new();
+    let mut contents = vec![cert, std::mem::take(&mut *key)];
+    if let Some(addr) = direct_addr {
+        listeners.push((addr, Listener::Direct));
+        ca_files.push(state.config.client_ca.clone());
+        contents.push(client_ca);
+    }
+    if let Some(addr) = ingress_addr {
+        listeners.push((addr, Listener::Ingress));
+        ca_files.push(state.config.ingress_ca.clone());
+        contents.push(ingress_ca);
+    }
+    // the key's bytes live on only inside rustls: zeroed once the configs are made
+    let tls = tls_files(
+        state.config.tls_cert.clone(),
+        state.config.tls_key.clone(),
+        ca_files,
+        tls_reload,
+    )
+    .load_from(contents)
+    .map_err(StartError)?;
     let mut tasks: JoinSet<Result<(), StartError>> = JoinSet::new();
     // shared by the TLS listeners (a handle each): stops them together, gracefully
     let control = axum_server::Control::new();
-    // the CA files' contents, in the order of reload.listeners
-    let mut cas: Vec<Vec<u8>> = Vec::new();
-    let mut spawn_tls =
-        |addr: SocketAddr, ca: &[u8], listener: Listener| -> Result<RustlsConfig, StartError> {
-            let tls = RustlsConfig::from_config(Arc::new(tls_config(&cert, &key, ca)?));
-            let handle = tls.clone();
-            let app = api::router(state.clone(), listener);
-            let stop = axum_server::Handle::<SocketAddr>::with_control(control.clone());
-            let idle = state.config.client_idle;
-            tasks.spawn(async move {
-                tracing::info!(%addr, ?listener, "listening (TLS)");
-                // TCP_NODELAY: a reply written in two segments must not wait for the client's
-                // delayed ACK (Nagle), which cost ~40 ms on some fresh connections
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
-                bounded(axum_server::bind(addr).acceptor(acceptor), idle)
-                    .handle(stop)
-                    .serve(app.into_make_service())
-                    .await
-                    .map_err(|e| StartError(format!("{listener:?} listener on {addr}: {e}")))
-            });
-            Ok(handle)
-        };
-    if let Some(addr) = direct_addr {
-        let handle = spawn_tls(addr, &client_ca, Listener::Direct)?;
-        reload
-            .listeners
-            .push((state.config.client_ca.clone(), handle));
-        cas.push(client_ca.clone());
-    }
-    if let Some(addr) = ingress_addr {
-        let handle = spawn_tls(addr, &ingress_ca, Listener::Ingress)?;
-        reload
-            .listeners
-            .push((state.config.ingress_ca.clone(), handle));
-        cas.push(ingress_ca.clone());
+    let mut live = Vec::new();
+    for ((addr, listener), config) in listeners.into_iter().zip(&tls.current().get().configs) {
+        let rustls = RustlsConfig::from_config(config.clone());
+        live.push(rustls.clone());
+        let app = api::router(state.clone(), listener);
+        let stop = axum_server::Handle::<SocketAddr>::with_control(control.clone());
+        let idle = state.config.client_idle;
+        tasks.spawn(async move {
+            tracing::info!(%addr, ?listener, "listening (TLS)");
+            // TCP_NODELAY: a reply written in two segments must not wait for the client's
+            // delayed ACK (Nagle), which cost ~40 ms on some fresh connections
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            bounded(axum_server::bind(addr).acceptor(acceptor), idle)
+                .handle(stop)
+                .serve(app.into_make_service())
+                .await
+                .map_err(|e| StartError(format!("{listener:?} listener on {addr}: {e}")))
+        });
     }
     if !tls_reload.is_zero() {
-        let seen = fingerprint(&cert, &key, &cas);
-        tokio::spawn(reload.watch(tls_reload, seen));
+        spawn_tls_reloader(tls, live, state.config.tls_cert.clone());
     }
-    // the key's bytes live on only inside rustls, not for the life of this function
-    drop(key);
     let mut admin: JoinSet<Result<(), StartError>> = JoinSet::new();
     if let Some(addr) = admin_addr {
         let app = admin_router(state.clone());
@@ -634,5 +571,152 @@ impl Signals {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_list_file_fails_start_up_as_before() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("images-v1.yaml");
+        let load = || image_list(path.clone()).load().map(|w| w.current().get());
+        let missing = load().err().unwrap_or_default();
+        assert!(
+            missing.starts_with(&format!("reading {}: No such file", path.display())),
+            "{missing}"
+        );
+        std::fs::write(&path, b"\xff: x\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            load().err(),
+            Some(format!("{} is not UTF-8", path.display()))
+        );
+        std::fs::write(&path, "a: {}\n").unwrap_or_else(|e| panic!("{e}"));
+        let broken = load().err().unwrap_or_default();
+        assert!(broken.starts_with("image list: "), "{broken}");
+        std::fs::write(
+            &path,
+            "bookworm:\n  state: stable\n  variants:\n    jobs-framework: {image: registry.example/bookworm}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let catalog = load().unwrap_or_else(|e| panic!("{e}"));
+        assert!(catalog.resolve("bookworm").is_some());
+    }
+
+    /// A self-signed certificate and its key (PEM files), made with openssl.
+    fn self_signed(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+            .args(["-subj", &format!("/CN={name}"), "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl: {e}"));
+        assert!(made.status.success(), "{made:?}");
+        (cert, key)
+    }
+
+    /// Puts a copy of `from` at `to` in one step, as a secret update does.
+    fn replace(from: &std::path::Path, to: &std::path::Path) {
+        let tmp = to.with_extension("new");
+        std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(&tmp, to).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    async fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not within 5 s: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_torn_tls_set_is_refused_once_and_a_whole_one_taken() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        let (old_cert, old_key) = self_signed(d, "old");
+        let (new_cert, new_key) = self_signed(d, "new");
+        let (cert, key, ca) = (d.join("tls.crt"), d.join("tls.key"), d.join("ca.crt"));
+        replace(&old_cert, &cert);
+        replace(&old_key, &key);
+        replace(&old_cert, &ca);
+        let files = || {
+            tls_files(
+                cert.clone(),
+                key.clone(),
+                vec![ca.clone(), ca.clone()],
+                Duration::from_millis(10),
+            )
+        };
+        let watch = files().load().unwrap_or_else(|e| panic!("{e}"));
+        let first = watch.current().get();
+        assert_eq!(first.configs.len(), 2, "a config per listener");
+        assert!(first.not_after.is_some());
+        let stats = watch.stats();
+        let problems = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let applied = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (p, a) = (problems.clone(), applied.clone());
+        let reported = move || p.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let taken = move || a.load(std::sync::atomic::Ordering::SeqCst);
+        let seen = problems.clone();
+        let applies = applied.clone();
+        watch
+            .on_change(move |set| {
+                assert_eq!(set.configs.len(), 2);
+                applies.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+            .on_problem(move |text| {
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(text.into())
+            })
+            .spawn();
+        let reads_more = |n: u64| {
+            let want = stats.reads() + n;
+            let stats = stats.clone();
+            async move { eventually("reads", || stats.reads() >= want).await }
+        };
+
+        // half-way: the new certificate beside the old key, for several checks
+        replace(&new_cert, &cert);
+        eventually("the torn set refused", || reported().len() == 1).await;
+        reads_more(5).await;
+        assert_eq!(reported().len(), 1, "{:?}", reported());
+        assert!(
+            reported()[0].starts_with("server certificate: "),
+            "{:?}",
+            reported()
+        );
+        // rolled back to what is served, then torn the same way again: nothing new to report
+        replace(&old_cert, &cert);
+        reads_more(3).await;
+        replace(&new_cert, &cert);
+        reads_more(3).await;
+        assert_eq!((reported().len(), taken()), (1, 0), "{:?}", reported());
+        // the key arrives: the whole new set is taken
+        replace(&new_key, &key);
+        eventually("the new set taken", || taken() == 1).await;
+        let texts = reported().join("\n");
+        assert!(
+            !texts.contains("PRIVATE KEY") && !texts.contains("BEGIN"),
+            "{texts}"
+        );
+
+        // at start, a torn set stops start-up with the message it always had
+        replace(&old_key, &key);
+        let torn = files().load().err().unwrap_or_default();
+        assert!(torn.starts_with("server certificate: "), "{torn}");
     }
 }

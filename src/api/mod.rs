@@ -9,7 +9,7 @@ pub mod openapi;
 pub mod podlogs;
 pub mod v1;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Json;
@@ -17,6 +17,7 @@ use axum::Router;
 
 use crate::config::{Config, ContinuousKind, HomeMount};
 use crate::credentials::CredentialStore;
+use crate::filewatch::Current;
 use crate::limits::{JobQuotas, RateLimits};
 use auth::{AuthPolicy, Listener};
 use jobs_core::images::ImageCatalog;
@@ -27,7 +28,8 @@ use jobs_core::labels::ContinuousComponent;
 pub struct AppState {
     pub config: Arc<Config>,
     pub credentials: Arc<CredentialStore>,
-    pub catalog: Arc<RwLock<Arc<ImageCatalog>>>,
+    /// The image list: built in, or the file's current version.
+    pub catalog: Current<ImageCatalog>,
     pub rate_limits: Arc<RateLimits>,
     pub quotas: Arc<JobQuotas>,
     pub load: guard::LoadLimits,
@@ -41,10 +43,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn images(&self) -> Arc<ImageCatalog> {
-        self.catalog
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.catalog.get()
     }
 
     pub fn continuous_component(&self) -> ContinuousComponent {
