@@ -207,6 +207,11 @@ pub fn from_kube_as(e: &kube::Error, what: &str, flavor: Flavor) -> ApiError {
     }
 }
 
+/// 404 of a log request when there is nothing to show (the 16.x server's words).
+pub fn no_logs_available(name: &str) -> ApiError {
+    ApiError::not_found(format!("Job '{name}' does not have any logs available"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

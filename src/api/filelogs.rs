@@ -11,9 +11,8 @@ use axum::http::StatusCode;
 use chrono::Utc;
 
 use super::auth::Caller;
-use super::error::ApiError;
-use super::handlers::no_logs_available;
-use super::AppState;
+use super::error::{no_logs_available, ApiError};
+use super::state::AppState;
 use crate::credentials::CredentialStore;
 use crate::home::{HomeError, Problem, ToolHome};
 use crate::logfiles as logs;

@@ -140,11 +140,15 @@ pub async fn load_guard(State(limits): State<LoadLimits>, req: Request, next: Ne
 /// come chunked, without a Content-Length.
 pub struct LimitedBody(pub axum::body::Bytes);
 
-impl axum::extract::FromRequest<super::AppState> for LimitedBody {
+impl<S> axum::extract::FromRequest<S> for LimitedBody
+where
+    S: Send + Sync,
+    LoadLimits: axum::extract::FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &super::AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.load.max_body;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = <LoadLimits as axum::extract::FromRef<S>>::from_ref(state).max_body;
         axum::body::to_bytes(req.into_body(), limit as usize)
             .await
             .map(LimitedBody)

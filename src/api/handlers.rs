@@ -15,10 +15,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::{from_kube, job_name_taken, ApiError, Flavor};
+use super::error::{from_kube, job_name_taken, no_logs_available, ApiError, Flavor};
 use super::filelogs::{self, log_files, read_tail};
 use super::guard::{LimitedBody, RequestContext};
-use super::{podlogs, AppState};
+use super::podlogs;
+use super::state::AppState;
 use crate::runtime::{Existing, Snapshot, ToolRuntime};
 use jobs_core::labels::Component;
 use jobs_core::logs;
@@ -89,11 +90,6 @@ fn drop_later(snap: Snapshot) {
 
 pub fn not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("Job '{name}' does not exist"))
-}
-
-/// 404 of a log request when there is nothing to show (the 16.x server's words).
-pub fn no_logs_available(name: &str) -> ApiError {
-    ApiError::not_found(format!("Job '{name}' does not have any logs available"))
 }
 
 /// 400 for a run whose image is unknown. The 16.x server names the image and nothing else;

@@ -476,14 +476,14 @@ mod tests {
 
     #[test]
     fn every_served_route_is_documented() {
-        let served = crate::api::served_routes("/jobs");
+        let served = crate::api::routes::served_routes("/jobs");
         assert!(served.len() > 40, "{}", served.len());
         assert_eq!(undocumented(&served), Vec::<String>::new());
         let doc = document(&served);
         for (m, p) in &served {
             assert!(doc["paths"][p][*m].is_object(), "{m} {p} missing");
         }
-        let other = crate::api::served_routes("/gw/jobs");
+        let other = crate::api::routes::served_routes("/gw/jobs");
         assert_eq!(undocumented(&other), Vec::<String>::new());
         assert!(other
             .iter()

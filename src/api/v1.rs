@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::guard::{LimitedBody, RequestContext};
 use super::handlers::{self, LogParams, LogRoute};
-use super::AppState;
+use super::state::AppState;
 use jobs_core::quota;
 use jobs_core::request::Dialect;
 use jobs_core::view;
