@@ -44,6 +44,9 @@ cargo bench --bench gateway -- [options])
   --kube-idle-ms N     the gateway's JOBS_GATEWAY_KUBE_IDLE_MS (default 15000, as in production);
                        memory is measured again once the tools' connections have idled out
   --memory-only        provision, warm and measure memory only (no throughput cells)
+  --watch-cache        the gateway answers warm list and show from watches
+                       (JOBS_GATEWAY_WATCH_CACHE=on)
+  --watch-idle-ms N    the gateway's JOBS_GATEWAY_WATCH_IDLE_MS (default 300000)
   --direct-http1       direct baseline with a stock kube client (HTTP/1.1) instead of one
                        built like the gateway's (HTTP/2)
   --direct-slim        direct baseline parses the lists like the gateway, without
@@ -67,6 +70,8 @@ struct Args {
     kube_idle_ms: u64,
     direct_http1: bool,
     direct_slim: bool,
+    watch_cache: bool,
+    watch_idle_ms: u64,
     json: PathBuf,
     gateway_bin: PathBuf,
     work_dir: Option<PathBuf>,
@@ -103,6 +108,8 @@ fn parse_args(raw: &[String]) -> Args {
         kube_idle_ms: 15_000,
         direct_http1: false,
         direct_slim: false,
+        watch_cache: false,
+        watch_idle_ms: 300_000,
         json: repo.join("bench/results.json"),
         gateway_bin: std::env::var("BENCH_GATEWAY_BIN")
             .map(PathBuf::from)
@@ -142,6 +149,8 @@ fn parse_args(raw: &[String]) -> Args {
             "--kube-idle-ms" => a.kube_idle_ms = num(it.next(), arg) as u64,
             "--direct-http1" => a.direct_http1 = true,
             "--direct-slim" => a.direct_slim = true,
+            "--watch-cache" => a.watch_cache = true,
+            "--watch-idle-ms" => a.watch_idle_ms = num(it.next(), arg) as u64,
             "--json" => {
                 a.json = it
                     .next()
@@ -502,6 +511,11 @@ fn start_gateway(
         .env("JOBS_GATEWAY_WRITE_BURST", big)
         .env("JOBS_GATEWAY_MAX_IN_FLIGHT", "100000")
         .env("JOBS_GATEWAY_KUBE_IDLE_MS", args.kube_idle_ms.to_string())
+        .env(
+            "JOBS_GATEWAY_WATCH_CACHE",
+            if args.watch_cache { "on" } else { "off" },
+        )
+        .env("JOBS_GATEWAY_WATCH_IDLE_MS", args.watch_idle_ms.to_string())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()

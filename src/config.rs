@@ -94,6 +94,8 @@ pub struct Config {
     pub creation_slot: bool,
     /// Most credential reads in flight at once (each may hang on NFS).
     pub max_blocking_reads: usize,
+    /// Warm list and show from watches of the tool's objects (`None`: off).
+    pub watch_cache: Option<crate::watchcache::WatchSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +235,21 @@ impl Config {
             },
             route_prefix: var("JOBS_GATEWAY_ROUTE_PREFIX").unwrap_or_else(|| "/jobs".into()),
             max_blocking_reads: number("JOBS_GATEWAY_MAX_BLOCKING_READS", 64usize)?,
+            watch_cache: match var("JOBS_GATEWAY_WATCH_CACHE").as_deref() {
+                None | Some("off") => None,
+                Some("on") => Some(crate::watchcache::WatchSettings {
+                    idle: Duration::from_millis(number("JOBS_GATEWAY_WATCH_IDLE_MS", 300_000u64)?),
+                    write_wait: Duration::from_millis(number(
+                        "JOBS_GATEWAY_WATCH_WRITE_WAIT_MS",
+                        2_000u64,
+                    )?),
+                }),
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "JOBS_GATEWAY_WATCH_CACHE={other:?}: use on or off"
+                    )))
+                }
+            },
         };
         for (name, value) in [
             ("JOBS_GATEWAY_RATE_PER_SEC", cfg.rate.0),

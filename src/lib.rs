@@ -14,3 +14,4 @@ pub mod memory;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod watchcache;

@@ -13,6 +13,9 @@ use kube::api::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use crate::watchcache::Writes;
 use jobs_core::labels::{self, selector_string, Component, ContinuousComponent};
 
 /// What Kubernetes holds for a tool's jobs (optionally narrowed to one name).
@@ -68,6 +71,8 @@ pub struct ToolRuntime {
     /// How old a held object (see [`jobs_core::objects::held`]) must be before a census takes it
     /// for one left by a request that ended without releasing it, and deletes it.
     held_stale: std::time::Duration,
+    /// Where writes are recorded for the watch cache, when it follows this tool.
+    writes: Option<Arc<Writes>>,
 }
 
 /// A held object that outlived the request that created it (see [`ToolRuntime::census`]).
@@ -111,6 +116,7 @@ impl ToolRuntime {
             continuous,
             slim: true,
             held_stale: std::time::Duration::from_secs(60),
+            writes: None,
         }
     }
 
@@ -126,6 +132,48 @@ impl ToolRuntime {
     pub fn keep_managed_fields(mut self) -> Self {
         self.slim = false;
         self
+    }
+
+    /// The tool's client (the watch cache follows the tool's objects with it).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    pub fn tool(&self) -> &str {
+        &self.tool
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn continuous(&self) -> ContinuousComponent {
+        self.continuous
+    }
+
+    /// Records what this runtime's writes change, so that reads from the watch cache wait
+    /// for them (see [`crate::watchcache`]).
+    pub fn recording(mut self, writes: Option<Arc<Writes>>) -> Self {
+        self.writes = writes;
+        self
+    }
+
+    fn wrote<K: Kind>(&self, obj: &K) {
+        if let Some(w) = &self.writes {
+            w.wrote(&K::plural(&()), obj.meta().resource_version.as_deref());
+        }
+    }
+
+    fn removed<K: Kind>(&self, labels: BTreeMap<String, String>) {
+        if let Some(w) = &self.writes {
+            w.removed(&K::plural(&()), labels);
+        }
+    }
+
+    fn removed_name<K: Kind>(&self, name: &str) {
+        if let Some(w) = &self.writes {
+            w.removed_name(&K::plural(&()), name);
+        }
     }
 
     fn api<K: Kind>(&self) -> Api<K> {
@@ -166,7 +214,8 @@ impl ToolRuntime {
         self.list_of::<K>(lp.limit(1)).await
     }
 
-    async fn delete_of<K>(&self, lp: ListParams) -> Result<(), kube::Error>
+    /// Deletes every object of a kind carrying `sel`.
+    async fn delete_of<K>(&self, sel: BTreeMap<String, String>) -> Result<(), kube::Error>
     where
         K: Kind,
     {
@@ -175,10 +224,11 @@ impl ToolRuntime {
         crate::metrics::kube_call(
             "deletecollection",
             &plural,
-            api.delete_collection(&DeleteParams::background(), &lp),
+            api.delete_collection(&DeleteParams::background(), &params(&sel)),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        self.removed::<K>(sel);
+        Ok(())
     }
 
     /// Reads everything list/show needs, in parallel, with label selectors (never per job).
@@ -385,26 +435,24 @@ impl ToolRuntime {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             r => r,
         };
-        async fn del<K>(api: Api<K>, name: &str, dp: &DeleteParams) -> Result<(), kube::Error>
+        async fn del<K>(rt: &ToolRuntime, name: &str, dp: &DeleteParams) -> Result<(), kube::Error>
         where
             K: Kind,
         {
             let plural = K::plural(&()).to_string();
-            crate::metrics::kube_call("delete", &plural, api.delete(name, dp))
-                .await
-                .map(|_| ())
+            crate::metrics::kube_call("delete", &plural, rt.api::<K>().delete(name, dp)).await?;
+            rt.removed_name::<K>(name);
+            Ok(())
         }
         match kind {
             "Job" => {
-                gone(del(self.api::<Job>(), name, &dp).await)?;
-                let pods = ListParams::default().labels(&format!("controller-uid={uid}"));
+                gone(del::<Job>(self, name, &dp).await)?;
+                let pods = BTreeMap::from([("controller-uid".to_string(), uid.to_string())]);
                 self.delete_of::<Pod>(pods).await
             }
-            "CronJob" => gone(del(self.api::<CronJob>(), name, &dp).await),
-            "ReplicationController" => {
-                gone(del(self.api::<ReplicationController>(), name, &dp).await)
-            }
-            _ => gone(del(self.api::<Deployment>(), name, &dp).await),
+            "CronJob" => gone(del::<CronJob>(self, name, &dp).await),
+            "ReplicationController" => gone(del::<ReplicationController>(self, name, &dp).await),
+            _ => gone(del::<Deployment>(self, name, &dp).await),
         }
     }
 
@@ -455,6 +503,7 @@ impl ToolRuntime {
             let stored: K =
                 crate::metrics::kube_call("patch", &plural, rt.client.request::<K>(request))
                     .await?;
+            rt.wrote(&stored);
             serde_json::to_value(stored).map_err(kube::Error::SerdeError)
         }
         match kind {
@@ -498,6 +547,7 @@ impl ToolRuntime {
         let created =
             crate::metrics::kube_call("create", &plural, api.create(&PostParams::default(), &obj))
                 .await?;
+        self.wrote(&created);
         serde_json::to_value(created).map_err(kube::Error::SerdeError)
     }
 
@@ -515,10 +565,10 @@ impl ToolRuntime {
 
     /// Deletes one job (`Some(name)`) or all of the tool's jobs, with their pods.
     pub async fn delete(&self, name: Option<&str>) -> Result<(), kube::Error> {
-        let cont = params(&self.sel(Some(Component::Continuous(self.continuous)), name));
+        let cont = self.sel(Some(Component::Continuous(self.continuous)), name);
         tokio::try_join!(
-            self.delete_of::<Job>(params(&self.sel(Some(Component::Jobs), name))),
-            self.delete_of::<CronJob>(params(&self.sel(Some(Component::CronJobs), name))),
+            self.delete_of::<Job>(self.sel(Some(Component::Jobs), name)),
+            self.delete_of::<CronJob>(self.sel(Some(Component::CronJobs), name)),
             async {
                 match self.continuous {
                     ContinuousComponent::ReplicationControllers => {
@@ -531,8 +581,8 @@ impl ToolRuntime {
             },
         )?;
         // Jobs made by a CronJob, then pods last so no controller recreates them.
-        self.delete_of::<Job>(params(&self.sel(None, name))).await?;
-        self.delete_of::<Pod>(params(&self.sel(None, name))).await?;
+        self.delete_of::<Job>(self.sel(None, name)).await?;
+        self.delete_of::<Pod>(self.sel(None, name)).await?;
         Ok(())
     }
 
@@ -627,22 +677,23 @@ impl ToolRuntime {
             }
             Component::Continuous(ContinuousComponent::ReplicationControllers) => {
                 // The controller replaces the deleted pods with new ones.
-                self.delete_of::<Pod>(params(&self.sel(None, Some(name))))
-                    .await
+                self.delete_of::<Pod>(self.sel(None, Some(name))).await
             }
             Component::Continuous(ContinuousComponent::Deployments) => {
                 let stamp = chrono::Utc::now().to_rfc3339();
                 let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
                     "app.kubernetes.io/restartedAt": stamp
                 }}}}});
-                self.api::<Deployment>()
+                let patched = self
+                    .api::<Deployment>()
                     .patch(
                         name,
                         &kube::api::PatchParams::default(),
                         &kube::api::Patch::Merge(&patch),
                     )
-                    .await
-                    .map(|_| ())
+                    .await?;
+                self.wrote(&patched);
+                Ok(())
             }
         }
     }

@@ -235,6 +235,9 @@ pub fn build_state(config: Config) -> Result<(AppState, FileWatches), StartError
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         follows: crate::api::podlogs::FollowSlots::new(config.max_log_follows),
+        watch: config
+            .watch_cache
+            .map(|w| Arc::new(crate::watchcache::WatchCache::new(w))),
         rate_limits,
         quotas: Arc::new(quotas),
         load,
@@ -424,6 +427,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     crate::metrics::set_kube_timeout(config.kube_timeout);
     let (state, watches) = build_state(config)?;
     watches.spawn();
+    if let Some(cache) = &state.watch {
+        cache.spawn_sweeper();
+    }
     spawn_housekeeping(state.rate_limits.clone());
     spawn_connection_sweeper(state.credentials.clone());
     // the TLS listeners in order, with their CA files; a disabled listener's CA was read above

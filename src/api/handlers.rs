@@ -39,10 +39,30 @@ pub async fn healthz() -> Json<&'static str> {
 
 pub async fn runtime(state: &AppState, caller: &Caller) -> Result<ToolRuntime, ApiError> {
     let client = state.credentials.client_for(&caller.tool).await?;
+    let writes = state
+        .watch
+        .as_ref()
+        .map(|w| w.writes_of(caller.tool.as_str()));
     Ok(
         ToolRuntime::new(client, caller.tool.as_str(), state.continuous_component())
-            .held_stale_after(state.config.request_timeout),
+            .held_stale_after(state.config.request_timeout)
+            .recording(writes),
     )
+}
+
+/// The tool's objects for list and show: from the watch cache when it is on and has them,
+/// else read now.
+async fn snapshot(
+    state: &AppState,
+    rt: &ToolRuntime,
+    name: Option<&str>,
+) -> Result<Snapshot, kube::Error> {
+    if let Some(cache) = &state.watch {
+        if let Some(snap) = cache.snapshot(rt, name).await {
+            return Ok(snap);
+        }
+    }
+    rt.snapshot(name).await
 }
 
 /// Views of every job in a snapshot: one-off jobs, then scheduled, then continuous.
@@ -74,8 +94,7 @@ pub fn views(state: &AppState, snap: &Snapshot) -> Vec<JobView> {
 
 pub async fn list_views(state: &AppState, caller: &Caller) -> Result<Vec<JobView>, ApiError> {
     let rt = runtime(state, caller).await?;
-    let snap = rt
-        .snapshot(None)
+    let snap = snapshot(state, &rt, None)
         .await
         .map_err(|e| from_kube(&e, "list jobs"))?;
     let out = views(state, &snap);
@@ -124,8 +143,7 @@ pub async fn show_view(state: &AppState, caller: &Caller, name: &str) -> Result<
         return Err(not_found(name));
     }
     let rt = runtime(state, caller).await?;
-    let snap = rt
-        .snapshot(Some(name))
+    let snap = snapshot(state, &rt, Some(name))
         .await
         .map_err(|e| from_kube(&e, "read the job"))?;
     let out = views(state, &snap).into_iter().next();

@@ -10,6 +10,7 @@ use crate::config::{Config, ContinuousKind, HomeMount};
 use crate::credentials::CredentialStore;
 use crate::filewatch::Current;
 use crate::limits::{JobQuotas, RateLimits};
+use crate::watchcache::WatchCache;
 use jobs_core::images::ImageCatalog;
 use jobs_core::labels::ContinuousComponent;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Followed log streams open per tool.
     pub follows: FollowSlots,
+    /// Warm reads from watches, when `JOBS_GATEWAY_WATCH_CACHE=on`.
+    pub watch: Option<Arc<WatchCache>>,
 }
 
 impl AppState {

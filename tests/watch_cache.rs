@@ -1,0 +1,280 @@
+//! The watch cache (`JOBS_GATEWAY_WATCH_CACHE=on`) on real jobs of the local node: its
+//! replies are the direct replies, warm reads make no apiserver call, a write through the
+//! gateway shows in the very next read, and a change made elsewhere shows within moments.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::json;
+
+const CACHE: &[(&str, &str)] = &[("JOBS_GATEWAY_WATCH_CACHE", "on")];
+
+struct Tool {
+    name: &'static str,
+    pki: Pki,
+    client: reqwest::Client,
+}
+
+impl Tool {
+    /// A provisioned tool whose earlier jobs and pods are gone.
+    async fn new(name: &'static str, gw: &Gateway, pki: Pki) -> Self {
+        let (c, k) = pki.tool_cert(name);
+        let client = https(&pki.cluster.ca, Some((&c, &k)));
+        let t = Self { name, pki, client };
+        let (status, body) = call(t.client.delete(t.v1(gw, "jobs/"))).await;
+        assert_eq!(status, 200, "flush: {body}");
+        let pods = Api::<Pod>::namespaced(admin(&t.pki.cluster), &format!("tool-{name}"));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !pods
+            .list(&ListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .items
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "pods of earlier runs stayed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        t
+    }
+
+    fn v1(&self, gw: &Gateway, path: &str) -> String {
+        gw.direct_url(&format!("/jobs/v1/tool/{}/{path}", self.name))
+    }
+
+    async fn text(&self, url: String) -> String {
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap_or_default()
+    }
+
+    async fn names(&self, gw: &Gateway) -> Vec<String> {
+        let (status, body) = call(self.client.get(self.v1(gw, "jobs/"))).await;
+        assert_eq!(status, 200, "{body}");
+        body["jobs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|j| j["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The sum of a counter over the series whose labels include every `key="value"` given.
+async fn counter(gw: &Gateway, name: &str, labels: &[&str]) -> u64 {
+    metrics_text(gw)
+        .await
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Reads through the cache gateway until one is answered from the cache.
+async fn warm(t: &Tool, gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = counter(gw, "jobs_gateway_watch_reads_total", &["source=\"cache\""]).await;
+        t.names(gw).await;
+        if counter(gw, "jobs_gateway_watch_reads_total", &["source=\"cache\""]).await > before {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the cache never became warm");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The reply with its clock readings (`5s`, `1m30s`, `2d3h`) blanked: two reads a moment apart
+/// differ only there.
+fn without_clock(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_alphanumeric());
+        if starts {
+            let mut j = i;
+            while j < chars.len() && (chars[j].is_ascii_digit() || "dhms".contains(chars[j])) {
+                j += 1;
+            }
+            let token: String = chars[i..j].iter().collect();
+            let ends_clean = j == chars.len() || !chars[j].is_alphanumeric();
+            if ends_clean && token.ends_with(['d', 'h', 'm', 's']) {
+                out.push_str("<t>");
+                i = j;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn cached_replies_are_the_direct_replies_and_warm_reads_call_no_apiserver() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "wc-alice");
+    let cached = start_gateway_retrying(&pki, CACHE);
+    let direct = start_gateway_retrying(&pki, &[]);
+    let t = Tool::new("wc-alice", &direct, pki).await;
+    for job in [
+        json!({"name": "done", "imagename": "bookworm", "cmd": "true"}),
+        json!({"name": "broken", "imagename": "bookworm", "cmd": "exit 3"}),
+        json!({"name": "busy", "imagename": "bookworm", "cmd": "sleep 300"}),
+        json!({"name": "daily", "imagename": "bookworm", "cmd": "date", "schedule": "@daily"}),
+        json!({"name": "server", "imagename": "bookworm", "cmd": "sleep 300", "continuous": true}),
+        json!({"name": "crashing", "imagename": "bookworm", "cmd": "exit 1", "continuous": true,
+               "filelog": true}),
+    ] {
+        let (status, body) = call(t.client.post(t.v1(&direct, "jobs/")).json(&job)).await;
+        assert_eq!(status, 201, "{job} → {body}");
+    }
+    // wait (through the direct gateway) until the one-off jobs have ended and the others run
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = call(t.client.get(t.v1(&direct, "jobs/"))).await;
+        let short = |n: &str| -> String {
+            body["jobs"]
+                .as_array()
+                .and_then(|a| a.iter().find(|j| j["name"] == n))
+                .and_then(|j| j["status"]["short"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        if short("done") == "succeeded" && short("broken") == "failed" && short("busy") == "running"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs did not settle: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    warm(&t, &cached).await;
+    let mut routes = vec!["jobs/".to_string(), "jobs/?include_unset=false".to_string()];
+    for name in [
+        "done", "broken", "busy", "daily", "server", "crashing", "missing",
+    ] {
+        routes.push(format!("jobs/{name}"));
+    }
+    for route in &routes {
+        // a moment apart, the pods may move on (the crashing job restarts): retry a little
+        let mut last = String::new();
+        let mut same = false;
+        for _ in 0..10 {
+            let before = t.client.get(t.v1(&direct, route)).send().await;
+            let from_cache = t.client.get(t.v1(&cached, route)).send().await;
+            let (Ok(before), Ok(from_cache)) = (before, from_cache) else {
+                panic!("{route}: a request failed");
+            };
+            assert_eq!(before.status(), from_cache.status(), "{route}");
+            let (a, b) = (
+                before.text().await.unwrap_or_default(),
+                from_cache.text().await.unwrap_or_default(),
+            );
+            if without_clock(&a) == without_clock(&b) {
+                same = true;
+                break;
+            }
+            last = format!("direct: {a}\ncached: {b}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(same, "{route} differs:\n{last}");
+    }
+    let legacy = cached.direct_url("/jobs/api/v1/jobs/");
+    let legacy_direct = direct.direct_url("/jobs/api/v1/jobs/");
+    let (a, b) = (t.text(legacy_direct).await, t.text(legacy).await);
+    assert_eq!(without_clock(&a), without_clock(&b), "release 14 list");
+
+    // warm reads are answered without a single apiserver call
+    let before = counter(
+        &cached,
+        "jobs_gateway_kube_requests_total",
+        &["verb=\"list\""],
+    )
+    .await;
+    for _ in 0..20 {
+        t.names(&cached).await;
+        let (status, _) = call(t.client.get(t.v1(&cached, "jobs/busy"))).await;
+        assert_eq!(status, 200);
+    }
+    let after = counter(
+        &cached,
+        "jobs_gateway_kube_requests_total",
+        &["verb=\"list\""],
+    )
+    .await;
+    assert_eq!(
+        after, before,
+        "20 warm lists and shows listed from the apiserver"
+    );
+    let (status, body) = call(t.client.delete(t.v1(&direct, "jobs/"))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_write_shows_in_the_next_read_and_a_change_made_elsewhere_within_seconds() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "wc-bob");
+    let gw = start_gateway_retrying(&pki, CACHE);
+    let t = Tool::new("wc-bob", &gw, pki).await;
+    warm(&t, &gw).await;
+    for round in 0..3 {
+        let name = format!("quick-{round}");
+        let job = json!({"name": name, "imagename": "bookworm", "cmd": "sleep 120"});
+        let (status, body) = call(t.client.post(t.v1(&gw, "jobs/")).json(&job)).await;
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            t.names(&gw).await.contains(&name),
+            "created {name}, not listed at once"
+        );
+        let (status, shown) = call(t.client.get(t.v1(&gw, &format!("jobs/{name}")))).await;
+        assert_eq!(status, 200, "{shown}");
+        let (status, body) = call(t.client.delete(t.v1(&gw, &format!("jobs/{name}")))).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !t.names(&gw).await.contains(&name),
+            "deleted {name}, still listed"
+        );
+        let (status, _) = call(t.client.get(t.v1(&gw, &format!("jobs/{name}")))).await;
+        assert_eq!(status, 404, "deleted {name}, still shown");
+    }
+    // made through the gateway, deleted behind its back: gone from the list within seconds
+    let job = json!({"name": "elsewhere", "imagename": "bookworm", "cmd": "sleep 120"});
+    let (status, body) = call(t.client.post(t.v1(&gw, "jobs/")).json(&job)).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(t.names(&gw).await.contains(&"elsewhere".to_string()));
+    let jobs = Api::<Job>::namespaced(admin(&t.pki.cluster), "tool-wc-bob");
+    jobs.delete("elsewhere", &DeleteParams::background())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.names(&gw).await.contains(&"elsewhere".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "a delete made elsewhere never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        counter(&gw, "jobs_gateway_watch_reads_total", &["source=\"cache\""]).await >= 10,
+        "{}",
+        metrics_text(&gw).await
+    );
+    let (status, body) = call(t.client.delete(t.v1(&gw, "jobs/"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(t.names(&gw).await.is_empty(), "flushed, still listed");
+}
