@@ -1096,7 +1096,15 @@ async fn bench(args: Args, cluster: Cluster) {
     // The tools stay warm (checked certificates and TLS configs) once their apiserver
     // connections have idled out. The gateway's sweep runs every third of the idle time, so
     // they are closed within 4/3 of it; twice it is a safe wait.
-    let idle_wait = Duration::from_millis(2 * args.kube_idle_ms) + Duration::from_secs(2);
+    // With the watch cache, a tool's watches keep its connection open until they idle out
+    // (swept every quarter of that time) and only then can the connection idle out.
+    let watch_idle = if args.watch_cache {
+        args.watch_idle_ms
+    } else {
+        0
+    };
+    let idle_wait =
+        Duration::from_millis(2 * (args.kube_idle_ms + watch_idle)) + Duration::from_secs(2);
     say(format!(
         "waiting {:.0} s for the apiserver connections to idle out",
         idle_wait.as_secs_f64()
@@ -1386,7 +1394,7 @@ async fn bench(args: Args, cluster: Cluster) {
             "open_fds_after_load": fds_after,
             "per_warm_tool_kib": round3(per_tool_kib),
             "rss_1000_tools_mib": round3(rss_1000_mb), "rss_1000_basis": how,
-            "kube_idle_ms": args.kube_idle_ms, "rss_all_idle_kib": rss_idle,
+            "kube_idle_ms": args.kube_idle_ms, "watch_cache": args.watch_cache, "watch_idle_ms": args.watch_idle_ms, "rss_all_idle_kib": rss_idle,
             "open_fds_all_idle": fds_idle, "per_warm_idle_tool_kib": round3(per_tool_idle_kib),
             "rss_1000_idle_tools_mib": round3(rss_1000_idle_mb), "rss_1000_idle_basis": how_idle,
         },

@@ -243,6 +243,10 @@ impl Config {
                         "JOBS_GATEWAY_WATCH_WRITE_WAIT_MS",
                         2_000u64,
                     )?),
+                    event_delay: Duration::from_millis(number(
+                        "JOBS_GATEWAY_WATCH_EVENT_DELAY_MS",
+                        0u64,
+                    )?),
                 }),
                 Some(other) => {
                     return Err(ConfigError(format!(

@@ -164,15 +164,9 @@ impl ToolRuntime {
         }
     }
 
-    fn removed<K: Kind>(&self, labels: BTreeMap<String, String>) {
+    fn removed<K: Kind>(&self, uids: Option<Vec<String>>) {
         if let Some(w) = &self.writes {
-            w.removed(&K::plural(&()), labels);
-        }
-    }
-
-    fn removed_name<K: Kind>(&self, name: &str) {
-        if let Some(w) = &self.writes {
-            w.removed_name(&K::plural(&()), name);
+            w.removed(&K::plural(&()), uids);
         }
     }
 
@@ -221,13 +215,18 @@ impl ToolRuntime {
     {
         let plural = K::plural(&()).to_string();
         let api = self.api::<K>();
-        crate::metrics::kube_call(
+        let deleted = crate::metrics::kube_call(
             "deletecollection",
             &plural,
             api.delete_collection(&DeleteParams::background(), &params(&sel)),
         )
         .await?;
-        self.removed::<K>(sel);
+        self.removed::<K>(deleted.left().map(|list| {
+            list.items
+                .iter()
+                .filter_map(|o| o.meta().uid.clone())
+                .collect()
+        }));
         Ok(())
     }
 
@@ -441,7 +440,8 @@ impl ToolRuntime {
         {
             let plural = K::plural(&()).to_string();
             crate::metrics::kube_call("delete", &plural, rt.api::<K>().delete(name, dp)).await?;
-            rt.removed_name::<K>(name);
+            let uid = dp.preconditions.as_ref().and_then(|p| p.uid.clone());
+            rt.removed::<K>(uid.map(|u| vec![u]));
             Ok(())
         }
         match kind {

@@ -7,9 +7,9 @@
 //! * **Five feeds per tool**: its Jobs (one-off and those of cron jobs, told apart by label
 //!   here), CronJobs, ReplicationControllers or Deployments, Pods, and the events of Jobs.
 //!   Stored objects lose `metadata.managedFields`, as direct reads do.
-//! * **Only tools in use.** The first read of a tool starts its feeds and is answered directly;
-//!   reads are served from the feeds once every feed has listed and is watching. A tool not
-//!   read for `idle` has its feeds stopped and forgotten.
+//! * **Only tools in use.** The first read of a tool starts its feeds and is answered from
+//!   their first lists (the same reads a direct answer makes), or directly if they take longer
+//!   than `write_wait`. A tool not read for `idle` has its feeds stopped and forgotten.
 //! * **Read your writes.** A write through this gateway records what it changed (the object's
 //!   new resourceVersion, or that it is gone). A read waits, at most `write_wait`, until the
 //!   feeds have delivered it, and otherwise reads directly.
@@ -41,6 +41,9 @@ pub struct WatchSettings {
     pub idle: Duration,
     /// How long a read waits for the feeds to deliver the tool's own writes.
     pub write_wait: Duration,
+    /// Each watch event is applied this much later (0 in production; tests use it to show
+    /// that a read waits for the tool's own writes instead of racing the watch).
+    pub event_delay: Duration,
 }
 
 /// The feeds of every tool in use.
@@ -62,13 +65,8 @@ const MAX_PENDING: usize = 256;
 enum Pending {
     /// The object of this plural has at least this resourceVersion (or is gone since).
     Version { plural: String, version: u64 },
-    /// No object of this plural with these labels is left (or each is being deleted).
-    Gone {
-        plural: String,
-        labels: BTreeMap<String, String>,
-    },
-    /// The object of this plural and name is gone (or being deleted).
-    GoneName { plural: String, name: String },
+    /// None of these objects (by uid) of this plural is left, or each is being deleted.
+    Gone { plural: String, uids: Vec<String> },
 }
 
 /// A place for a tool's writes to be recorded: handed to its [`ToolRuntime`].
@@ -113,20 +111,17 @@ impl Writes {
         }
     }
 
-    /// A delete after which no object of `plural` carries `labels`.
-    pub fn removed(&self, plural: &str, labels: BTreeMap<String, String>) {
-        self.push(Pending::Gone {
-            plural: plural.to_string(),
-            labels,
-        });
-    }
-
-    /// A delete of one object.
-    pub fn removed_name(&self, plural: &str, name: &str) {
-        self.push(Pending::GoneName {
-            plural: plural.to_string(),
-            name: name.to_string(),
-        });
+    /// A delete of these objects (by uid); `None`: the reply did not say which, so the next
+    /// read goes directly.
+    pub fn removed(&self, plural: &str, uids: Option<Vec<String>>) {
+        match uids {
+            Some(uids) if uids.is_empty() => {}
+            Some(uids) => self.push(Pending::Gone {
+                plural: plural.to_string(),
+                uids,
+            }),
+            None => self.overflow.store(true, Ordering::Release),
+        }
     }
 }
 
@@ -226,14 +221,14 @@ fn none_left<K: Resource>(feed: &Feed<K>, matches: impl Fn(&K) -> bool) -> bool 
         .any(|o| matches(o) && o.meta().deletion_timestamp.is_none())
 }
 
-/// An object's name, for [`Pending::GoneName`].
-trait Named {
-    fn name(&self) -> Option<&str>;
+/// An object's uid, for [`Pending::Gone`].
+trait Uid {
+    fn uid(&self) -> Option<&str>;
 }
 
-impl<K: Resource> Named for K {
-    fn name(&self) -> Option<&str> {
-        self.meta().name.as_deref()
+impl<K: Resource> Uid for K {
+    fn uid(&self) -> Option<&str> {
+        self.meta().uid.as_deref()
     }
 }
 
@@ -283,7 +278,7 @@ impl WatchCache {
         feeds
             .last_read
             .store(feeds.born.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if !feeds.ready() {
+        if !feeds.ready() && !self.until_ready(&feeds).await {
             count("direct", "warming");
             return None;
         }
@@ -299,6 +294,20 @@ impl WatchCache {
         lock(&self.failures).remove(&feeds.tool);
         count("cache", "warm");
         Some(feeds.snapshot(name))
+    }
+
+    /// Waits (at most `write_wait`) for feeds just started to have listed: their lists are
+    /// the reads a direct answer would make, so the first read of a tool costs about what a
+    /// direct one does, and the apiserver is not asked twice.
+    async fn until_ready(&self, feeds: &ToolFeeds) -> bool {
+        let deadline = tokio::time::Instant::now() + self.settings.write_wait;
+        while !feeds.ready() {
+            if tokio::time::Instant::now() >= deadline || feeds.broken.load(Ordering::Acquire) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
     }
 
     /// Waits (bounded) until every recorded write of the tool is in its feeds.
@@ -338,9 +347,9 @@ impl WatchCache {
             }
         }
         let writes = self.writes_of(&tool);
-        let feeds = Arc::new(ToolFeeds::start(rt, writes));
+        let feeds = Arc::new(ToolFeeds::start(rt, writes, self.settings.event_delay));
         tools.insert(tool, feeds.clone());
-        Err("cold")
+        Ok(feeds)
     }
 
     /// Stops the feeds of tools not read for the idle time; returns how many were stopped.
@@ -383,7 +392,7 @@ impl WatchCache {
 }
 
 impl ToolFeeds {
-    fn start(rt: &ToolRuntime, writes: Arc<Writes>) -> Self {
+    fn start(rt: &ToolRuntime, writes: Arc<Writes>, delay: Duration) -> Self {
         let continuous = rt.continuous();
         let tool = rt.tool().to_string();
         let broken = Arc::new(AtomicBool::new(false));
@@ -407,6 +416,7 @@ impl ToolFeeds {
                 None,
                 jobs.clone(),
                 broken.clone(),
+                delay,
             ),
             spawn_feed(
                 Api::namespaced(client.clone(), &ns),
@@ -414,6 +424,7 @@ impl ToolFeeds {
                 None,
                 cronjobs.clone(),
                 broken.clone(),
+                delay,
             ),
             spawn_feed(
                 Api::namespaced(client.clone(), &ns),
@@ -421,6 +432,7 @@ impl ToolFeeds {
                 None,
                 pods.clone(),
                 broken.clone(),
+                delay,
             ),
             spawn_feed(
                 Api::namespaced(client.clone(), &ns),
@@ -428,6 +440,7 @@ impl ToolFeeds {
                 Some("involvedObject.kind=Job".to_string()),
                 events.clone(),
                 broken.clone(),
+                delay,
             ),
         ];
         let cont = Some(sel(Some(Component::Continuous(continuous))));
@@ -438,6 +451,7 @@ impl ToolFeeds {
                 None,
                 rcs.clone(),
                 broken.clone(),
+                delay,
             ),
             ContinuousComponent::Deployments => spawn_feed(
                 Api::namespaced(client, &ns),
@@ -445,6 +459,7 @@ impl ToolFeeds {
                 None,
                 deployments.clone(),
                 broken.clone(),
+                delay,
             ),
         });
         Self {
@@ -477,22 +492,14 @@ impl ToolFeeds {
     fn delivered(&self, p: &Pending) -> bool {
         match p {
             Pending::Version { plural, version } => self.version_of(plural) >= *version,
-            Pending::Gone { plural, labels } => match plural.as_str() {
-                "jobs" => none_left(&self.jobs, |o| has_labels(o, labels)),
-                "cronjobs" => none_left(&self.cronjobs, |o| has_labels(o, labels)),
-                "replicationcontrollers" => none_left(&self.rcs, |o| has_labels(o, labels)),
-                "deployments" => none_left(&self.deployments, |o| has_labels(o, labels)),
-                "pods" => none_left(&self.pods, |o| has_labels(o, labels)),
-                _ => true,
-            },
-            Pending::GoneName { plural, name } => {
-                let named = |o: &dyn Named| o.name() == Some(name.as_str());
+            Pending::Gone { plural, uids } => {
+                let listed = |o: &dyn Uid| o.uid().is_some_and(|u| uids.iter().any(|x| x == u));
                 match plural.as_str() {
-                    "jobs" => none_left(&self.jobs, |o| named(o)),
-                    "cronjobs" => none_left(&self.cronjobs, |o| named(o)),
-                    "replicationcontrollers" => none_left(&self.rcs, |o| named(o)),
-                    "deployments" => none_left(&self.deployments, |o| named(o)),
-                    "pods" => none_left(&self.pods, |o| named(o)),
+                    "jobs" => none_left(&self.jobs, |o| listed(o)),
+                    "cronjobs" => none_left(&self.cronjobs, |o| listed(o)),
+                    "replicationcontrollers" => none_left(&self.rcs, |o| listed(o)),
+                    "deployments" => none_left(&self.deployments, |o| listed(o)),
+                    "pods" => none_left(&self.pods, |o| listed(o)),
                     _ => true,
                 }
             }
@@ -551,6 +558,7 @@ fn spawn_feed<K>(
     fields: Option<String>,
     feed: Arc<Feed<K>>,
     broken: Arc<AtomicBool>,
+    delay: Duration,
 ) -> tokio::task::JoinHandle<()>
 where
     K: Resource<DynamicType = ()>
@@ -563,7 +571,15 @@ where
 {
     tokio::spawn(async move {
         let plural = K::plural(&()).to_string();
-        let result = follow(&api, labels.as_deref(), fields.as_deref(), &feed, &plural).await;
+        let result = follow(
+            &api,
+            labels.as_deref(),
+            fields.as_deref(),
+            &feed,
+            &plural,
+            delay,
+        )
+        .await;
         if let Err(reason) = result {
             tracing::info!(kind = %plural, "watch ended ({reason}); reads go directly");
             crate::metrics::global().inc(
@@ -582,6 +598,7 @@ async fn follow<K>(
     fields: Option<&str>,
     feed: &Feed<K>,
     plural: &str,
+    delay: Duration,
 ) -> Result<(), String>
 where
     K: Resource<DynamicType = ()>
@@ -641,9 +658,13 @@ where
                 .watch(&wp, &version)
                 .await
                 .map_err(|e| format!("watch: {e}"))?;
+            feed.live.store(true, Ordering::Release);
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 let event = event.map_err(|e| format!("watch stream: {e}"))?;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 let (obj, gone) = match event {
                     WatchEvent::Added(o) | WatchEvent::Modified(o) => (o, false),
                     WatchEvent::Deleted(o) => (o, true),
@@ -676,7 +697,9 @@ where
                 }
                 feed.version.fetch_max(v, Ordering::AcqRel);
             }
-            // the watch timed out on the server: go on from where it stopped
+            // the watch ended (the server's timeout, or the connection went): until the next
+            // one is open, reads go directly
+            feed.live.store(false, Ordering::Release);
         }
     }
 }
@@ -690,6 +713,7 @@ mod tests {
         Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
+                uid: Some(format!("uid-{name}")),
                 resource_version: Some(version.to_string()),
                 labels: Some(BTreeMap::from([
                     ("app.kubernetes.io/name".to_string(), job.to_string()),
@@ -738,13 +762,17 @@ mod tests {
     }
 
     #[test]
-    fn a_delete_counts_as_delivered_once_nothing_is_left_but_what_is_being_deleted() {
-        let web = BTreeMap::from([("app.kubernetes.io/name".to_string(), "web".to_string())]);
+    fn a_delete_counts_as_delivered_once_nothing_deleted_is_left_but_what_is_being_deleted() {
+        let deleted = |o: &Pod| matches!(o.uid(), Some("uid-a" | "uid-b"));
         let feed = feed_of(vec![pod("a", "web", 2, false), pod("b", "web", 3, true)]);
-        assert!(!none_left(&feed, |o| has_labels(o, &web)));
+        assert!(!none_left(&feed, deleted));
         let feed = feed_of(vec![pod("b", "web", 3, true), pod("c", "cron", 4, false)]);
-        assert!(none_left(&feed, |o| has_labels(o, &web)));
-        assert!(!none_left(&feed, |o| o.name() == Some("c")));
+        assert!(none_left(&feed, deleted));
+        // a new object of the same name is another object
+        let mut again = pod("a", "web", 5, false);
+        again.metadata.uid = Some("uid-a2".into());
+        let feed = feed_of(vec![again]);
+        assert!(none_left(&feed, deleted));
     }
 
     #[test]

@@ -249,7 +249,14 @@ async fn a_quiet_tool_keeps_its_credentials_but_not_its_apiserver_connection() {
     provision(&pki, tool);
     // long enough that the checks right after a (cold, slow on a busy machine) request still
     // see the connection open
-    let gw = Gateway::start(&pki, &[("JOBS_GATEWAY_KUBE_IDLE_MS", "2000")]);
+    // no watches keep the connection open (the watch cache would, until it idles out)
+    let gw = Gateway::start(
+        &pki,
+        &[
+            ("JOBS_GATEWAY_KUBE_IDLE_MS", "2000"),
+            ("JOBS_GATEWAY_WATCH_CACHE", "off"),
+        ],
+    );
     let apiserver_port: u16 = cluster
         .url
         .rsplit(':')

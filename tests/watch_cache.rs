@@ -12,7 +12,16 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
-const CACHE: &[(&str, &str)] = &[("JOBS_GATEWAY_WATCH_CACHE", "on")];
+/// The tests read often: rates high enough not to be what they meet.
+const CACHE: &[(&str, &str)] = &[
+    ("JOBS_GATEWAY_WATCH_CACHE", "on"),
+    ("JOBS_GATEWAY_RATE_PER_SEC", "1000"),
+    ("JOBS_GATEWAY_RATE_BURST", "1000"),
+];
+const DIRECT: &[(&str, &str)] = &[
+    ("JOBS_GATEWAY_RATE_PER_SEC", "1000"),
+    ("JOBS_GATEWAY_RATE_BURST", "1000"),
+];
 
 struct Tool {
     name: &'static str,
@@ -129,7 +138,7 @@ async fn cached_replies_are_the_direct_replies_and_warm_reads_call_no_apiserver(
     let pki = Pki::new(&cluster);
     provision(&pki, "wc-alice");
     let cached = start_gateway_retrying(&pki, CACHE);
-    let direct = start_gateway_retrying(&pki, &[]);
+    let direct = start_gateway_retrying(&pki, DIRECT);
     let t = Tool::new("wc-alice", &direct, pki).await;
     for job in [
         json!({"name": "done", "imagename": "bookworm", "cmd": "true"}),
@@ -169,6 +178,12 @@ async fn cached_replies_are_the_direct_replies_and_warm_reads_call_no_apiserver(
     ] {
         routes.push(format!("jobs/{name}"));
     }
+    let cache_reads = counter(
+        &cached,
+        "jobs_gateway_watch_reads_total",
+        &["source=\"cache\""],
+    )
+    .await;
     for route in &routes {
         // a moment apart, the pods may move on (the crashing job restarts): retry a little
         let mut last = String::new();
@@ -193,6 +208,17 @@ async fn cached_replies_are_the_direct_replies_and_warm_reads_call_no_apiserver(
         }
         assert!(same, "{route} differs:\n{last}");
     }
+    let served = counter(
+        &cached,
+        "jobs_gateway_watch_reads_total",
+        &["source=\"cache\""],
+    )
+    .await;
+    assert!(
+        served - cache_reads >= routes.len() as u64 - 1,
+        "the cache gateway read directly: {}",
+        metrics_text(&cached).await
+    );
     let legacy = cached.direct_url("/jobs/api/v1/jobs/");
     let legacy_direct = direct.direct_url("/jobs/api/v1/jobs/");
     let (a, b) = (t.text(legacy_direct).await, t.text(legacy).await);
@@ -229,7 +255,11 @@ async fn a_write_shows_in_the_next_read_and_a_change_made_elsewhere_within_secon
     let cluster = cluster();
     let pki = Pki::new(&cluster);
     provision(&pki, "wc-bob");
-    let gw = start_gateway_retrying(&pki, CACHE);
+    // every watch event arrives 300 ms late: a read that did not wait for the tool's own
+    // write would miss it
+    let mut env = CACHE.to_vec();
+    env.push(("JOBS_GATEWAY_WATCH_EVENT_DELAY_MS", "300"));
+    let gw = start_gateway_retrying(&pki, &env);
     let t = Tool::new("wc-bob", &gw, pki).await;
     warm(&t, &gw).await;
     for round in 0..3 {
@@ -277,4 +307,150 @@ async fn a_write_shows_in_the_next_read_and_a_change_made_elsewhere_within_secon
     let (status, body) = call(t.client.delete(t.v1(&gw, "jobs/"))).await;
     assert_eq!(status, 200, "{body}");
     assert!(t.names(&gw).await.is_empty(), "flushed, still listed");
+}
+
+#[tokio::test]
+async fn a_refused_watch_falls_back_to_direct_reads_and_the_cache_comes_back() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+    use kube::api::PostParams;
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    // a binding left changed by an earlier, interrupted run would stop provisioning
+    let left = Api::<RoleBinding>::namespaced(admin(&cluster), "tool-wc-carol");
+    if let Ok(b) = left.get("toolforge-tool").await {
+        if b.role_ref.name != "toolforge-tool" {
+            let _ = left
+                .delete("toolforge-tool", &DeleteParams::default())
+                .await;
+        }
+    }
+    provision(&pki, "wc-carol");
+    let mut env = CACHE.to_vec();
+    env.push(("JOBS_GATEWAY_WATCH_IDLE_MS", "1000"));
+    let gw = start_gateway_retrying(&pki, &env);
+    let t = Tool::new("wc-carol", &gw, pki).await;
+    let job = json!({"name": "steady", "imagename": "bookworm", "cmd": "sleep 120"});
+    let (status, body) = call(t.client.post(t.v1(&gw, "jobs/")).json(&job)).await;
+    assert_eq!(status, 201, "{body}");
+    warm(&t, &gw).await;
+
+    // the tool may still list events, but no longer watch them
+    let admin = admin(&t.pki.cluster);
+    let roles = Api::<ClusterRole>::all(admin.clone());
+    let mut role = roles
+        .get("toolforge-tool")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    role.metadata = kube::api::ObjectMeta {
+        name: Some("toolforge-tool-no-event-watch".into()),
+        ..Default::default()
+    };
+    for rule in role.rules.iter_mut().flatten() {
+        if rule.resources.iter().flatten().any(|r| r == "events") {
+            rule.resources = Some(
+                rule.resources
+                    .iter()
+                    .flatten()
+                    .filter(|r| *r != "events")
+                    .cloned()
+                    .collect(),
+            );
+        }
+    }
+    role.rules.get_or_insert_with(Vec::new).push(
+        serde_json::from_value(
+            json!({"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list"]}),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let _ = roles
+        .delete("toolforge-tool-no-event-watch", &DeleteParams::default())
+        .await;
+    roles
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bindings = Api::<RoleBinding>::namespaced(admin.clone(), "tool-wc-carol");
+    let original = bindings
+        .get("toolforge-tool")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rebind = |role: &str| {
+        let mut b = original.clone();
+        b.metadata = kube::api::ObjectMeta {
+            name: Some("toolforge-tool".into()),
+            namespace: Some("tool-wc-carol".into()),
+            ..Default::default()
+        };
+        b.role_ref.name = role.to_string();
+        b
+    };
+    // a RoleBinding's role cannot change: replace the binding
+    bindings
+        .delete("toolforge-tool", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    bindings
+        .create(
+            &PostParams::default(),
+            &rebind("toolforge-tool-no-event-watch"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // an open watch was authorised when it began and goes on: let the tool's feeds idle out
+    // (1 s here), so that the next read starts new ones, whose event watch is refused. Every
+    // read answers all the same.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let failures = || {
+        counter(
+            &gw,
+            "jobs_gateway_watch_failures_total",
+            &["kind=\"events\""],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failures().await == 0 {
+        assert_eq!(t.names(&gw).await, ["steady"], "a read during the failure");
+        assert!(
+            Instant::now() < deadline,
+            "the refused watch was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for _ in 0..5 {
+        assert_eq!(t.names(&gw).await, ["steady"], "a read after the failure");
+    }
+    let direct_reads = counter(
+        &gw,
+        "jobs_gateway_watch_reads_total",
+        &["source=\"direct\""],
+    )
+    .await;
+    assert!(direct_reads >= 5, "{}", metrics_text(&gw).await);
+
+    // allowed again: the cache comes back after its pause
+    bindings
+        .delete("toolforge-tool", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    bindings
+        .create(&PostParams::default(), &rebind("toolforge-tool"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = roles
+        .delete("toolforge-tool-no-event-watch", &DeleteParams::default())
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = counter(&gw, "jobs_gateway_watch_reads_total", &["source=\"cache\""]).await;
+        assert_eq!(t.names(&gw).await, ["steady"]);
+        if counter(&gw, "jobs_gateway_watch_reads_total", &["source=\"cache\""]).await > before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache never came back");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (status, body) = call(t.client.delete(t.v1(&gw, "jobs/"))).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -449,6 +449,10 @@ impl Gateway {
         if let Ok(images) = std::env::var("TJF_IMAGES_FILE") {
             cmd.env("JOBS_GATEWAY_IMAGES_FILE", images);
         }
+        // TJF_WATCH_CACHE=on: every suite against gateways with the watch cache on
+        if let Ok(on) = std::env::var("TJF_WATCH_CACHE") {
+            cmd.env("JOBS_GATEWAY_WATCH_CACHE", on);
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
