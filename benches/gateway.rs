@@ -444,7 +444,26 @@ fn free_port() -> u16 {
 struct Gateway {
     child: Child,
     port: u16,
+    admin_port: u16,
     log: PathBuf,
+}
+
+/// The gateway's count of the Kubernetes LIST calls it made (its `/metrics`).
+fn kube_lists(admin_port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", admin_port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| {
+            l.starts_with("jobs_gateway_kube_requests_total{") && l.contains("verb=\"list\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 impl Gateway {
@@ -520,7 +539,12 @@ fn start_gateway(
         .stderr(log_file)
         .spawn()
         .unwrap_or_else(|e| die(format!("starting {}: {e}", args.gateway_bin.display())));
-    let mut gw = Gateway { child, port, log };
+    let mut gw = Gateway {
+        child,
+        port,
+        admin_port,
+        log,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -694,6 +718,8 @@ struct Cell {
     mean_ms: f64,
     /// CPU time (user + system) the gateway process used per request in this cell.
     gateway_cpu_ms: Option<f64>,
+    /// Kubernetes LIST calls the gateway made per request in this cell.
+    kube_lists_per_request: Option<f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -736,6 +762,7 @@ impl Raw {
                 lat.iter().sum::<f64>() / lat.len() as f64
             },
             gateway_cpu_ms: None,
+            kube_lists_per_request: None,
         }
     }
 }
@@ -798,6 +825,7 @@ fn cell_json(c: &Cell) -> Value {
         "seconds": round3(c.seconds), "requests_per_second": round3(c.rps),
         "p50_ms": round3(c.p50_ms), "p99_ms": round3(c.p99_ms), "mean_ms": round3(c.mean_ms),
         "gateway_cpu_ms_per_request": c.gateway_cpu_ms.map(round3),
+        "kube_lists_per_request": c.kube_lists_per_request.map(round3),
     })
 }
 
@@ -1145,18 +1173,22 @@ async fn bench(args: Args, cluster: Cluster) {
             let mut raw_d = Raw::default();
             let mut raw_g = Raw::default();
             let mut gateway_cpu = 0.0;
+            let mut lists = 0u64;
             for r in 0..rounds {
                 let limit = Duration::from_secs_f64(args.seconds / rounds as f64);
                 let max = args.max_requests.div_ceil(rounds);
                 raw_d.merge(run_cell(c, limit, r * max, max, call(Via::Direct)).await);
                 let cpu_before = cpu_ms(pid, ticks);
+                let lists_before = kube_lists(gw.admin_port);
                 raw_g.merge(run_cell(c, limit, r * max, max, call(Via::Gateway)).await);
                 gateway_cpu += cpu_ms(pid, ticks) - cpu_before;
+                lists += kube_lists(gw.admin_port).saturating_sub(lists_before);
             }
             let d = raw_d.cell();
             let mut g = raw_g.cell();
             if g.requests > 0 {
                 g.gateway_cpu_ms = Some(gateway_cpu / g.requests as f64);
+                g.kube_lists_per_request = Some(lists as f64 / g.requests as f64);
             }
             for (via, cell) in [("direct", &d), ("gateway", &g)] {
                 say(format!(
@@ -1316,6 +1348,43 @@ async fn bench(args: Args, cluster: Cluster) {
                 ">= 0.90",
                 Some(r >= 0.90 && g.errors == 0),
             ));
+        }
+    }
+    if args.watch_cache {
+        // the watch cache's own goals (issue "Faster than the apiserver itself")
+        if let Some((g, d)) = cells.get(&(Op::List, 1)) {
+            let r = g.p50_ms / d.p50_ms;
+            goal_lines.push(goal(
+                "watch cache: warm list p50 at c=1, gateway / direct",
+                format!("{r:.3}x ({:.2} ms / {:.2} ms)", g.p50_ms, d.p50_ms),
+                "<= 0.50x",
+                Some(r <= 0.50),
+            ));
+        }
+        for op in [Op::List, Op::Show] {
+            for c in [16, 64] {
+                if let Some((g, d)) = cells.get(&(op, c)) {
+                    let r = g.rps / d.rps;
+                    goal_lines.push(goal(
+                        &format!(
+                            "watch cache: {} throughput at c={c}, gateway / direct",
+                            op.name()
+                        ),
+                        format!("{r:.2}x ({:.1} / {:.1} req/s)", g.rps, d.rps),
+                        ">= 3x",
+                        Some(r >= 3.0 && g.errors == 0),
+                    ));
+                }
+            }
+            if let Some((g, _)) = cells.get(&(op, 1)) {
+                let calls = g.kube_lists_per_request.unwrap_or(f64::NAN);
+                goal_lines.push(goal(
+                    &format!("watch cache: apiserver LISTs per warm {} (c=1)", op.name()),
+                    format!("{calls:.3}"),
+                    "~ 0",
+                    Some(calls < 0.05),
+                ));
+            }
         }
     }
     let delta = cold_ms - warm_new_ms;

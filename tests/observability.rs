@@ -132,11 +132,13 @@ async fn metrics_move_with_traffic_and_responses_carry_request_ids() {
     let pki = Pki::new(&cluster);
     let tool = "met-alice";
     provision(&pki, tool);
+    // each list reads the apiserver (the counts below are of those reads)
     let gw = Gateway::start(
         &pki,
         &[
             ("JOBS_GATEWAY_RATE_BURST", "4"),
             ("JOBS_GATEWAY_RATE_PER_SEC", "1"),
+            ("JOBS_GATEWAY_WATCH_CACHE", "off"),
         ],
     );
     let (c, k) = pki.tool_cert(tool);
