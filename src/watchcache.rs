@@ -152,6 +152,31 @@ impl Drop for ToolFeeds {
     }
 }
 
+/// What a feed keeps of an object: without `metadata.managedFields` (as direct reads), and
+/// without what list and show never read.
+trait Stored: Resource + Sized {
+    fn stored(mut self) -> Self {
+        self.meta_mut().managed_fields = None;
+        self
+    }
+}
+
+impl Stored for Job {}
+impl Stored for CronJob {}
+impl Stored for ReplicationController {}
+impl Stored for Deployment {}
+impl Stored for Event {}
+
+/// Pods: their status, labels and times are read, never their spec (the job's own template
+/// says what runs); the spec is most of a pod's size.
+impl Stored for Pod {
+    fn stored(mut self) -> Self {
+        self.metadata.managed_fields = None;
+        self.spec = None;
+        self
+    }
+}
+
 /// One LIST+WATCH of one kind in the tool's namespace.
 struct Feed<K> {
     /// Off for a kind the tool's jobs do not use (the continuous kind not configured).
@@ -380,7 +405,10 @@ impl WatchCache {
             loop {
                 tick.tick().await;
                 let Some(cache) = weak.upgrade() else { return };
-                cache.drop_idle();
+                if cache.drop_idle() > 0 {
+                    // the dropped feeds' objects and buffers are freed: give the pages back
+                    let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+                }
                 crate::metrics::global().set(
                     "jobs_gateway_watched_tools",
                     "tools whose objects are watched for warm reads",
@@ -562,6 +590,7 @@ fn spawn_feed<K>(
 ) -> tokio::task::JoinHandle<()>
 where
     K: Resource<DynamicType = ()>
+        + Stored
         + Clone
         + DeserializeOwned
         + std::fmt::Debug
@@ -602,6 +631,7 @@ async fn follow<K>(
 ) -> Result<(), String>
 where
     K: Resource<DynamicType = ()>
+        + Stored
         + Clone
         + DeserializeOwned
         + std::fmt::Debug
@@ -609,10 +639,6 @@ where
         + Sync
         + 'static,
 {
-    let slim = |mut o: K| {
-        o.meta_mut().managed_fields = None;
-        o
-    };
     'list: loop {
         let mut lp = ListParams::default();
         if let Some(l) = labels {
@@ -630,7 +656,7 @@ where
             objects.clear();
             for o in list.items {
                 if let Some(n) = o.meta().name.clone() {
-                    objects.insert(n, slim(o));
+                    objects.insert(n, o.stored());
                 }
             }
         }
@@ -692,7 +718,7 @@ where
                     if gone {
                         objects.remove(&name);
                     } else {
-                        objects.insert(name, slim(obj));
+                        objects.insert(name, obj.stored());
                     }
                 }
                 feed.version.fetch_max(v, Ordering::AcqRel);

@@ -454,3 +454,48 @@ async fn a_refused_watch_falls_back_to_direct_reads_and_the_cache_comes_back() {
     let (status, body) = call(t.client.delete(t.v1(&gw, "jobs/"))).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn two_replicas_with_caches_see_each_others_writes_within_seconds() {
+    let cluster = cluster();
+    let pki = Pki::new(&cluster);
+    provision(&pki, "wc-dave");
+    let a = start_gateway_retrying(&pki, CACHE);
+    let b = start_gateway_retrying(&pki, CACHE);
+    let t = Tool::new("wc-dave", &a, pki).await;
+    warm(&t, &a).await;
+    warm(&t, &b).await;
+    let job = json!({"name": "shared", "imagename": "bookworm", "cmd": "sleep 120"});
+    let (status, body) = call(t.client.post(t.v1(&a, "jobs/")).json(&job)).await;
+    assert_eq!(status, 201, "{body}");
+    seen_within(&t, &b, "shared", true).await;
+    let (status, body) = call(t.client.delete(t.v1(&b, "jobs/shared"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !t.names(&b).await.contains(&"shared".to_string()),
+        "its own delete"
+    );
+    seen_within(&t, &a, "shared", false).await;
+    assert!(
+        counter(&b, "jobs_gateway_watch_reads_total", &["source=\"cache\""]).await >= 2,
+        "{}",
+        metrics_text(&b).await
+    );
+}
+
+/// Waits (at most 5 s) until `name` is listed (`present`) or not by `gw`.
+async fn seen_within(t: &Tool, gw: &Gateway, name: &str, present: bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.names(gw).await.contains(&name.to_string()) != present {
+        assert!(
+            Instant::now() < deadline,
+            "{name} {} on the other replica after 5 s",
+            if present {
+                "not listed"
+            } else {
+                "still listed"
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
