@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod watchcache;
+pub mod writes;

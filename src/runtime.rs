@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
-use crate::watchcache::Writes;
+use crate::writes::Writes;
 use jobs_core::labels::{self, selector_string, Component, ContinuousComponent};
 
 /// What Kubernetes holds for a tool's jobs (optionally narrowed to one name).
@@ -152,7 +152,7 @@ impl ToolRuntime {
     }
 
     /// Records what this runtime's writes change, so that reads from the watch cache wait
-    /// for them (see [`crate::watchcache`]).
+    /// for them (see [`crate::writes`]).
     pub fn recording(mut self, writes: Option<Arc<Writes>>) -> Self {
         self.writes = writes;
         self
