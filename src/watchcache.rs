@@ -74,6 +74,8 @@ struct ToolFeeds {
     born: Instant,
     /// Set when a feed failed: the tool's reads go directly, and the feeds are stopped.
     broken: Arc<AtomicBool>,
+    /// Set by the first read these feeds answered.
+    served: AtomicBool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -134,10 +136,6 @@ impl<K: Clone> Feed<K> {
     fn ready(&self) -> bool {
         self.live.load(Ordering::Acquire)
     }
-
-    fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
 }
 
 /// `jobs_gateway_watch_reads_total{source,reason}`: where a list or show was answered from.
@@ -175,15 +173,52 @@ fn none_left<K: Resource>(feed: &Feed<K>, matches: impl Fn(&K) -> bool) -> bool 
         .any(|o| matches(o) && o.meta().deletion_timestamp.is_none())
 }
 
-/// An object's uid, for [`Pending::Gone`].
-trait Uid {
-    fn uid(&self) -> Option<&str>;
+/// What a read asks a feed of any kind about the tool's writes.
+trait Delivery {
+    /// Newest resourceVersion delivered.
+    fn version(&self) -> u64;
+    /// Whether none of these objects (by uid) is left, or each is being deleted.
+    fn gone(&self, uids: &[String]) -> bool;
 }
 
-impl<K: Resource> Uid for K {
-    fn uid(&self) -> Option<&str> {
-        self.meta().uid.as_deref()
+impl<K: Resource> Delivery for Feed<K> {
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
+
+    fn gone(&self, uids: &[String]) -> bool {
+        none_left(self, |o| {
+            o.meta()
+                .uid
+                .as_deref()
+                .is_some_and(|u| uids.iter().any(|x| x == u))
+        })
+    }
+}
+
+/// The kinds a feed follows (each k8s-openapi kind of a tool's jobs).
+trait FeedKind:
+    Resource<DynamicType = ()>
+    + Stored
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> FeedKind for K where
+    K: Resource<DynamicType = ()>
+        + Stored
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// The objects of a feed carrying `wanted`, in name order (as a LIST gives them).
@@ -245,7 +280,10 @@ impl WatchCache {
             count("direct", "write_wait");
             return None;
         }
-        lock(&self.failures).remove(&feeds.tool);
+        if !feeds.served.swap(true, Ordering::AcqRel) {
+            // these feeds work: a later failure of the tool starts its pauses afresh
+            lock(&self.failures).remove(&feeds.tool);
+        }
         count("cache", "warm");
         Some(feeds.snapshot(name))
     }
@@ -432,6 +470,7 @@ impl ToolFeeds {
             last_read: AtomicU64::new(0),
             born: Instant::now(),
             broken,
+            served: AtomicBool::new(false),
             tasks,
         }
     }
@@ -446,33 +485,26 @@ impl ToolFeeds {
             && self.events.ready()
     }
 
-    fn delivered(&self, p: &Pending) -> bool {
-        match p {
-            Pending::Version { plural, version } => self.version_of(plural) >= *version,
-            Pending::Gone { plural, uids } => {
-                let listed = |o: &dyn Uid| o.uid().is_some_and(|u| uids.iter().any(|x| x == u));
-                match plural.as_str() {
-                    "jobs" => none_left(&self.jobs, |o| listed(o)),
-                    "cronjobs" => none_left(&self.cronjobs, |o| listed(o)),
-                    "replicationcontrollers" => none_left(&self.rcs, |o| listed(o)),
-                    "deployments" => none_left(&self.deployments, |o| listed(o)),
-                    "pods" => none_left(&self.pods, |o| listed(o)),
-                    _ => true,
-                }
-            }
-        }
+    /// The feed of a kind, by its plural; `None` for a kind no feed watches (a write to it
+    /// cannot make a read stale).
+    fn feed(&self, plural: &str) -> Option<&dyn Delivery> {
+        Some(match plural {
+            "jobs" => &*self.jobs,
+            "cronjobs" => &*self.cronjobs,
+            "replicationcontrollers" => &*self.rcs,
+            "deployments" => &*self.deployments,
+            "pods" => &*self.pods,
+            "events" => &*self.events,
+            _ => return None,
+        })
     }
 
-    fn version_of(&self, plural: &str) -> u64 {
-        match plural {
-            "jobs" => self.jobs.version(),
-            "cronjobs" => self.cronjobs.version(),
-            "replicationcontrollers" => self.rcs.version(),
-            "deployments" => self.deployments.version(),
-            "pods" => self.pods.version(),
-            "events" => self.events.version(),
-            // a kind no feed watches cannot make a read stale
-            _ => u64::MAX,
+    fn delivered(&self, p: &Pending) -> bool {
+        match p {
+            Pending::Version { plural, version } => {
+                self.feed(plural).is_none_or(|f| f.version() >= *version)
+            }
+            Pending::Gone { plural, uids } => self.feed(plural).is_none_or(|f| f.gone(uids)),
         }
     }
 
@@ -518,14 +550,7 @@ fn spawn_feed<K>(
     delay: Duration,
 ) -> tokio::task::JoinHandle<()>
 where
-    K: Resource<DynamicType = ()>
-        + Stored
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: FeedKind,
 {
     tokio::spawn(async move {
         let plural = K::plural(&()).to_string();
@@ -559,14 +584,7 @@ async fn follow<K>(
     delay: Duration,
 ) -> Result<(), String>
 where
-    K: Resource<DynamicType = ()>
-        + Stored
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: FeedKind,
 {
     'list: loop {
         let mut lp = ListParams::default();
@@ -718,15 +736,15 @@ mod tests {
 
     #[test]
     fn a_delete_counts_as_delivered_once_nothing_deleted_is_left_but_what_is_being_deleted() {
-        let deleted = |o: &Pod| matches!(o.uid(), Some("uid-a" | "uid-b"));
+        let deleted = ["uid-a".to_string(), "uid-b".to_string()];
         let feed = feed_of(vec![pod("a", "web", 2, false), pod("b", "web", 3, true)]);
-        assert!(!none_left(&feed, deleted));
+        assert!(!feed.gone(&deleted));
         let feed = feed_of(vec![pod("b", "web", 3, true), pod("c", "cron", 4, false)]);
-        assert!(none_left(&feed, deleted));
+        assert!(feed.gone(&deleted));
         // a new object of the same name is another object
         let mut again = pod("a", "web", 5, false);
         again.metadata.uid = Some("uid-a2".into());
         let feed = feed_of(vec![again]);
-        assert!(none_left(&feed, deleted));
+        assert!(feed.gone(&deleted));
     }
 }
