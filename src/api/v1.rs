@@ -97,13 +97,7 @@ pub async fn show(
         })
         .into_response()
     } else {
-        // the same wrapper, with the job as set
-        #[derive(serde::Serialize)]
-        struct DefinitionReply {
-            job: JobDefinition,
-            messages: Messages,
-        }
-        Json(DefinitionReply {
+        Json(JobReply::<JobDefinition> {
             job: view::v1_definition(&v),
             messages: messages(&[]),
         })

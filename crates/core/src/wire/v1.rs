@@ -164,10 +164,11 @@ pub struct JobDefinition {
     pub replicas: Option<i32>,
 }
 
-/// `GET …/jobs/<name>` and the 201 of a create.
+/// `GET …/jobs/<name>` and the 201 of a create: a [`Job`], or with `include_unset=false` a
+/// [`JobDefinition`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct JobReply {
-    pub job: Job,
+pub struct JobReply<J = Job> {
+    pub job: J,
     #[serde(default)]
     pub messages: Messages,
 }
