@@ -135,6 +135,21 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError
     }
 }
 
+/// A duration setting in milliseconds.
+fn millis(name: &str, default: u64) -> Result<Duration, ConfigError> {
+    number(name, default).map(Duration::from_millis)
+}
+
+/// An `on`/`off` setting.
+fn switch(name: &str, default: bool) -> Result<bool, ConfigError> {
+    match var(name).as_deref() {
+        None => Ok(default),
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(ConfigError(format!("{name}={other:?}: use on or off"))),
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let client_ca = PathBuf::from(required("JOBS_GATEWAY_CLIENT_CA")?);
@@ -186,24 +201,15 @@ impl Config {
             organisation: var("JOBS_GATEWAY_ORG").unwrap_or_else(|| "toolforge".into()),
             continuous_kind,
             home_mount,
-            fs_timeout: Duration::from_millis(number("JOBS_GATEWAY_FS_TIMEOUT_MS", 3000u64)?),
-            kube_timeout: Duration::from_millis(number("JOBS_GATEWAY_KUBE_TIMEOUT_MS", 10_000u64)?),
+            fs_timeout: millis("JOBS_GATEWAY_FS_TIMEOUT_MS", 3000)?,
+            kube_timeout: millis("JOBS_GATEWAY_KUBE_TIMEOUT_MS", 10_000)?,
             client_cache_size: number("JOBS_GATEWAY_CLIENT_CACHE_SIZE", 2000usize)?,
-            kube_idle: Duration::from_millis(number("JOBS_GATEWAY_KUBE_IDLE_MS", 15_000u64)?),
-            credential_recheck: Duration::from_millis(number(
-                "JOBS_GATEWAY_CREDENTIAL_RECHECK_MS",
-                1000u64,
-            )?),
-            tls_reload: Duration::from_millis(number("JOBS_GATEWAY_TLS_RELOAD_MS", 10_000u64)?),
-            client_idle: Duration::from_millis(number("JOBS_GATEWAY_CLIENT_IDLE_MS", 75_000u64)?),
-            shutdown_delay: Duration::from_millis(number(
-                "JOBS_GATEWAY_SHUTDOWN_DELAY_MS",
-                5_000u64,
-            )?),
-            shutdown_grace: Duration::from_millis(number(
-                "JOBS_GATEWAY_SHUTDOWN_GRACE_MS",
-                20_000u64,
-            )?),
+            kube_idle: millis("JOBS_GATEWAY_KUBE_IDLE_MS", 15_000)?,
+            credential_recheck: millis("JOBS_GATEWAY_CREDENTIAL_RECHECK_MS", 1000)?,
+            tls_reload: millis("JOBS_GATEWAY_TLS_RELOAD_MS", 10_000)?,
+            client_idle: millis("JOBS_GATEWAY_CLIENT_IDLE_MS", 75_000)?,
+            shutdown_delay: millis("JOBS_GATEWAY_SHUTDOWN_DELAY_MS", 5_000)?,
+            shutdown_grace: millis("JOBS_GATEWAY_SHUTDOWN_GRACE_MS", 20_000)?,
             images_file: var("JOBS_GATEWAY_IMAGES_FILE").map(PathBuf::from),
             max_log_follows: number("JOBS_GATEWAY_MAX_LOG_FOLLOWS", 5usize)?,
             log_json,
@@ -216,43 +222,22 @@ impl Config {
                 number("JOBS_GATEWAY_WRITE_BURST", 20u32)?,
             ),
             max_in_flight: number("JOBS_GATEWAY_MAX_IN_FLIGHT", 1024usize)?,
-            request_timeout: Duration::from_millis(number(
-                "JOBS_GATEWAY_REQUEST_TIMEOUT_MS",
-                60_000u64,
-            )?),
+            request_timeout: millis("JOBS_GATEWAY_REQUEST_TIMEOUT_MS", 60_000)?,
             max_body_bytes: number("JOBS_GATEWAY_MAX_BODY_BYTES", 64 * 1024u64)?,
             max_running_jobs: number("JOBS_GATEWAY_MAX_RUNNING_JOBS", 16u32)?,
             max_scheduled_jobs: number("JOBS_GATEWAY_MAX_SCHEDULED_JOBS", 34u32)?,
             quotas_file: var("JOBS_GATEWAY_QUOTAS_FILE").map(PathBuf::from),
-            creation_slot: match var("JOBS_GATEWAY_CREATION_SLOT").as_deref() {
-                None | Some("on") => true,
-                Some("off") => false,
-                Some(other) => {
-                    return Err(ConfigError(format!(
-                        "JOBS_GATEWAY_CREATION_SLOT={other:?}: use on or off"
-                    )))
-                }
-            },
+            creation_slot: switch("JOBS_GATEWAY_CREATION_SLOT", true)?,
             route_prefix: var("JOBS_GATEWAY_ROUTE_PREFIX").unwrap_or_else(|| "/jobs".into()),
             max_blocking_reads: number("JOBS_GATEWAY_MAX_BLOCKING_READS", 64usize)?,
-            watch_cache: match var("JOBS_GATEWAY_WATCH_CACHE").as_deref() {
-                None | Some("off") => None,
-                Some("on") => Some(crate::watchcache::WatchSettings {
-                    idle: Duration::from_millis(number("JOBS_GATEWAY_WATCH_IDLE_MS", 300_000u64)?),
-                    write_wait: Duration::from_millis(number(
-                        "JOBS_GATEWAY_WATCH_WRITE_WAIT_MS",
-                        2_000u64,
-                    )?),
-                    event_delay: Duration::from_millis(number(
-                        "JOBS_GATEWAY_WATCH_EVENT_DELAY_MS",
-                        0u64,
-                    )?),
-                }),
-                Some(other) => {
-                    return Err(ConfigError(format!(
-                        "JOBS_GATEWAY_WATCH_CACHE={other:?}: use on or off"
-                    )))
-                }
+            watch_cache: if switch("JOBS_GATEWAY_WATCH_CACHE", false)? {
+                Some(crate::watchcache::WatchSettings {
+                    idle: millis("JOBS_GATEWAY_WATCH_IDLE_MS", 300_000)?,
+                    write_wait: millis("JOBS_GATEWAY_WATCH_WRITE_WAIT_MS", 2_000)?,
+                    event_delay: millis("JOBS_GATEWAY_WATCH_EVENT_DELAY_MS", 0)?,
+                })
+            } else {
+                None
             },
         };
         for (name, value) in [
