@@ -36,21 +36,7 @@ impl Tool {
         let (status, body) = call(t.client.delete(t.v1("jobs/"))).await;
         assert_eq!(status, 200, "flush: {body}");
         // and the pods of those jobs are gone, so that no status below is an old pod's
-        let pods = Api::<Pod>::namespaced(admin(&t.pki.cluster), &format!("tool-{name}"));
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !pods
-            .list(&ListParams::default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .items
-            .is_empty()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "pods of earlier runs never went away"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        until_no_pods(&t.pki.cluster, name).await;
         t
     }
 

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::json;
 
 /// The tests read often: rates high enough not to be what they meet.
@@ -37,18 +36,7 @@ impl Tool {
         let t = Self { name, pki, client };
         let (status, body) = call(t.client.delete(t.v1(gw, "jobs/"))).await;
         assert_eq!(status, 200, "flush: {body}");
-        let pods = Api::<Pod>::namespaced(admin(&t.pki.cluster), &format!("tool-{name}"));
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !pods
-            .list(&ListParams::default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .items
-            .is_empty()
-        {
-            assert!(Instant::now() < deadline, "pods of earlier runs stayed");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        until_no_pods(&t.pki.cluster, name).await;
         t
     }
 

@@ -923,3 +923,26 @@ pub fn start_gateway_retrying(pki: &Pki, extra_env: &[(&str, &str)]) -> Gateway 
     }
     panic!("the gateway did not start in 3 attempts: {last}")
 }
+
+/// Waits (at most 90 s) until the tool's namespace has no pod left, so that no status read
+/// after it is an old pod's (after a flush of the jobs of earlier runs).
+pub async fn until_no_pods(cluster: &Cluster, tool: &str) {
+    let pods = kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(
+        admin(cluster),
+        &format!("tool-{tool}"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !pods
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "pods of earlier runs never went away"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
