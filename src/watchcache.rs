@@ -242,11 +242,13 @@ impl WatchCache {
     }
 
     /// Where the tool's writes are recorded.
+    /// Called for every request of the tool: finds its entry without allocating once made.
     pub fn writes_of(&self, tool: &str) -> Arc<Writes> {
-        lock(&self.writes)
-            .entry(tool.to_string())
-            .or_default()
-            .clone()
+        let mut writes = lock(&self.writes);
+        if let Some(w) = writes.get(tool) {
+            return w.clone();
+        }
+        writes.entry(tool.to_string()).or_default().clone()
     }
 
     /// Number of tools whose feeds run.
