@@ -56,8 +56,9 @@ struct FileStamp {
 
 struct Entry {
     stamp: FileStamp,
-    /// The tool's TLS config: its checked certificate and key.
-    tls: rustls::ClientConfig,
+    /// The tool's TLS config: its checked certificate and key. Boxed: the cache's table has
+    /// a slot per tool, and a config is a large struct.
+    tls: Box<rustls::ClientConfig>,
     /// Its connection pool to the apiserver; dropped, closing the connection, once unused for
     /// the idle time, and made again (with a new TLS handshake) on the next request.
     connector: Option<ToolConnector>,
@@ -246,14 +247,14 @@ impl CredentialStore {
         lock(&self.cache).len()
     }
 
-    /// A kube client that acts as `tool`.
-    pub async fn client_for(&self, tool: &ToolName) -> Result<kube::Client, CredentialError> {
+    /// The connection pool of `tool` to the apiserver: its requests act as `tool`.
+    pub async fn connector_for(&self, tool: &ToolName) -> Result<ToolConnector, CredentialError> {
         let arrived = Instant::now();
         if let Some(entry) = lock(&self.cache).get_mut(tool) {
             if entry.checked.elapsed() < self.recheck {
                 entry.last_used = arrived;
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(self.client_of(tool, entry));
+                return Ok(self.connector_of(tool, entry));
             }
         }
         // One check or load per tool at a time. Whoever waited takes a result whose reads
@@ -272,7 +273,7 @@ impl CredentialStore {
                 {
                     entry.last_used = Instant::now();
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(self.client_of(tool, entry));
+                    return Ok(self.connector_of(tool, entry));
                 }
                 Some(entry) => Some(entry.stamp.clone()),
                 None => None,
@@ -293,7 +294,7 @@ impl CredentialStore {
                         entry.last_used = Instant::now();
                         entry.checked = started;
                         self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                        return Ok(self.client_of(tool, entry));
+                        return Ok(self.connector_of(tool, entry));
                     }
                 }
             }
@@ -322,12 +323,12 @@ impl CredentialStore {
             .await?;
         let mut entry = Entry {
             stamp: material.stamp,
-            tls,
+            tls: Box::new(tls),
             connector: None,
             last_used: Instant::now(),
             checked: started,
         };
-        let client = self.client_of(tool, &mut entry);
+        let client = self.connector_of(tool, &mut entry);
         let mut cache = lock(&self.cache);
         cache.insert(tool.clone(), entry);
         if cache.len() > self.capacity {
@@ -357,20 +358,20 @@ impl CredentialStore {
         }
     }
 
-    /// A kube client over the entry's connection pool (made if it was dropped).
-    fn client_of(&self, tool: &ToolName, entry: &mut Entry) -> kube::Client {
+    /// The entry's connection pool (made if it was dropped).
+    fn connector_of(&self, tool: &ToolName, entry: &mut Entry) -> ToolConnector {
         entry
             .connector
             .get_or_insert_with(|| {
                 ToolConnector::new(
-                    entry.tls.clone(),
+                    (*entry.tls).clone(),
                     &self.kube_url,
                     tool.namespace(),
                     self.connect_timeout,
                     self.idle,
                 )
             })
-            .client()
+            .clone()
     }
 
     /// Drops the connection pools of tools unused for the idle time (their connections close;
@@ -515,7 +516,11 @@ type HttpsClient = hyper_util::client::legacy::Client<
 /// dispatch task and channel of its own) is made per request by [`ToolConnector::client`], so
 /// an idle tool costs only its TLS config.
 #[derive(Clone)]
-pub struct ToolConnector {
+pub struct ToolConnector(Arc<Pool>);
+
+/// What a [`ToolConnector`] shares between its clones (a handle is one pointer: requests and
+/// the watch cache's feeds each keep one).
+struct Pool {
     http: HttpsClient,
     apiserver: http::Uri,
     namespace: String,
@@ -544,24 +549,44 @@ impl ToolConnector {
                 // checked when a connection is taken from the pool; the store's sweep drops
                 // whole pools of quiet tools (no timer task per tool)
                 .pool_idle_timeout(idle)
+                // while streams are open (the watch cache's watches), a connection that died
+                // without a word is found within 40 s instead of at the watch's 290 s end
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .http2_keep_alive_timeout(Duration::from_secs(10))
                 .timer(hyper_util::rt::TokioTimer::new())
                 .build(https);
-        Self {
+        Self(Arc::new(Pool {
             http,
             apiserver: apiserver.clone(),
             namespace,
-        }
+        }))
+    }
+
+    /// Sends one request over this tool's connection pool without a kube client (no dispatch
+    /// task or channel): the watch cache's lists and watches, whose bodies it reads itself.
+    pub async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        use tower::ServiceExt as _;
+        tower::ServiceBuilder::new()
+            .layer(kube::client::middleware::BaseUriLayer::new(
+                self.0.apiserver.clone(),
+            ))
+            .service(self.0.http.clone())
+            .oneshot(request.map(kube::client::Body::from))
+            .await
     }
 
     /// A kube client over this tool's connection pool.
     pub fn client(&self) -> kube::Client {
         let service = tower::ServiceBuilder::new()
             .layer(kube::client::middleware::BaseUriLayer::new(
-                self.apiserver.clone(),
+                self.0.apiserver.clone(),
             ))
             .map_err(tower::BoxError::from)
-            .service(self.http.clone());
-        kube::Client::new(service, self.namespace.clone())
+            .service(self.0.http.clone());
+        kube::Client::new(service, self.0.namespace.clone())
     }
 }
 

@@ -190,13 +190,18 @@ pub fn set_kube_timeout(limit: Duration) {
     KUBE_TIMEOUT_MS.store(limit.as_millis() as u64, Ordering::Relaxed);
 }
 
+/// The limit for one Kubernetes call.
+pub fn kube_timeout() -> Duration {
+    Duration::from_millis(KUBE_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
 /// Times one Kubernetes call, and bounds it: a call that takes too long fails as unreachable.
 pub async fn kube_call<T, F>(verb: &'static str, resource: &str, fut: F) -> Result<T, kube::Error>
 where
     F: std::future::Future<Output = Result<T, kube::Error>>,
 {
     let start = std::time::Instant::now();
-    let limit = Duration::from_millis(KUBE_TIMEOUT_MS.load(Ordering::Relaxed));
+    let limit = kube_timeout();
     let result = match tokio::time::timeout(limit, fut).await {
         Ok(r) => r,
         Err(_) => Err(kube::Error::Service(
@@ -212,6 +217,13 @@ where
         Err(kube::Error::Api(s)) => s.code.to_string(),
         Err(_) => "unreachable".to_string(),
     };
+    kube_outcome(verb, resource, start, outcome);
+    result
+}
+
+/// Counts one Kubernetes call that began at `start`: `outcome` is `ok`, the HTTP status of a
+/// refusal, or `unreachable`.
+pub fn kube_outcome(verb: &str, resource: &str, start: std::time::Instant, outcome: String) {
     let m = global();
     m.observe(
         "jobs_gateway_kube_request_duration_seconds",
@@ -229,7 +241,6 @@ where
             ("result", outcome),
         ],
     );
-    result
 }
 
 #[cfg(test)]

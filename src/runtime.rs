@@ -13,8 +13,9 @@ use kube::api::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::credentials::ToolConnector;
 use crate::writes::Writes;
 use jobs_core::labels::{self, selector_string, Component, ContinuousComponent};
 
@@ -60,9 +61,21 @@ pub struct Existing {
     pub stale_held: bool,
 }
 
+/// Where a runtime's kube client comes from.
+#[derive(Clone)]
+enum Source {
+    Client(kube::Client),
+    /// The tool's connection pool: the kube client (a dispatch task and channel) is made on
+    /// first use, so a request answered from the watch cache makes none.
+    Connector {
+        connector: ToolConnector,
+        client: OnceLock<kube::Client>,
+    },
+}
+
 #[derive(Clone)]
 pub struct ToolRuntime {
-    client: kube::Client,
+    source: Source,
     tool: String,
     namespace: String,
     continuous: ContinuousComponent,
@@ -109,8 +122,21 @@ fn params(sel: &BTreeMap<String, String>) -> ListParams {
 
 impl ToolRuntime {
     pub fn new(client: kube::Client, tool: &str, continuous: ContinuousComponent) -> Self {
+        Self::from_source(Source::Client(client), tool, continuous)
+    }
+
+    /// Over a tool's connection pool (the gateway's requests).
+    pub fn over(connector: ToolConnector, tool: &str, continuous: ContinuousComponent) -> Self {
+        let source = Source::Connector {
+            connector,
+            client: OnceLock::new(),
+        };
+        Self::from_source(source, tool, continuous)
+    }
+
+    fn from_source(source: Source, tool: &str, continuous: ContinuousComponent) -> Self {
         Self {
-            client,
+            source,
             tool: tool.to_string(),
             namespace: format!("tool-{tool}"),
             continuous,
@@ -134,9 +160,21 @@ impl ToolRuntime {
         self
     }
 
-    /// The tool's client (the watch cache follows the tool's objects with it).
-    pub fn client(&self) -> kube::Client {
-        self.client.clone()
+    /// The tool's kube client.
+    fn client(&self) -> &kube::Client {
+        match &self.source {
+            Source::Client(client) => client,
+            Source::Connector { connector, client } => client.get_or_init(|| connector.client()),
+        }
+    }
+
+    /// The tool's connection pool, when the runtime was made over one (the watch cache follows
+    /// the tool's objects with it).
+    pub fn connector(&self) -> Option<&ToolConnector> {
+        match &self.source {
+            Source::Client(_) => None,
+            Source::Connector { connector, .. } => Some(connector),
+        }
     }
 
     pub fn tool(&self) -> &str {
@@ -171,7 +209,7 @@ impl ToolRuntime {
     }
 
     fn api<K: Kind>(&self) -> Api<K> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+        Api::namespaced(self.client().clone(), &self.namespace)
     }
 
     fn sel(&self, c: Option<Component>, name: Option<&str>) -> BTreeMap<String, String> {
@@ -194,7 +232,7 @@ impl ToolRuntime {
             .list(&lp)
             .map_err(kube::Error::BuildRequest)?;
         let text =
-            crate::metrics::kube_call("list", &plural, self.client.request_text(request)).await?;
+            crate::metrics::kube_call("list", &plural, self.client().request_text(request)).await?;
         let list: kube::core::ObjectList<K> =
             serde_json::from_slice(&jobs_core::slim::without_managed_fields(text.into_bytes()))
                 .map_err(kube::Error::SerdeError)?;
@@ -501,7 +539,7 @@ impl ToolRuntime {
                     kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e))
                 })?;
             let stored: K =
-                crate::metrics::kube_call("patch", &plural, rt.client.request::<K>(request))
+                crate::metrics::kube_call("patch", &plural, rt.client().request::<K>(request))
                     .await?;
             rt.wrote(&stored);
             serde_json::to_value(stored).map_err(kube::Error::SerdeError)

@@ -339,15 +339,11 @@ fn spawn_connection_sweeper(credentials: Arc<CredentialStore>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(credentials.idle_sweep_period());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // connections shut down in their own tasks after their pool is dropped: the memory is
-        // free by the next tick, so that is when it is trimmed
-        let mut closed_last_tick = false;
         loop {
             tick.tick().await;
-            if closed_last_tick {
-                let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+            if credentials.close_idle_connections() > 0 {
+                crate::memory::trim_soon();
             }
-            closed_last_tick = credentials.close_idle_connections() > 0;
         }
     });
 }

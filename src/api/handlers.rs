@@ -38,16 +38,18 @@ pub async fn healthz() -> Json<&'static str> {
 // ---------------------------------------------------------------- shared operations
 
 pub async fn runtime(state: &AppState, caller: &Caller) -> Result<ToolRuntime, ApiError> {
-    let client = state.credentials.client_for(&caller.tool).await?;
+    let connector = state.credentials.connector_for(&caller.tool).await?;
     let writes = state
         .watch
         .as_ref()
         .map(|w| w.writes_of(caller.tool.as_str()));
-    Ok(
-        ToolRuntime::new(client, caller.tool.as_str(), state.continuous_component())
-            .held_stale_after(state.config.request_timeout)
-            .recording(writes),
+    Ok(ToolRuntime::over(
+        connector,
+        caller.tool.as_str(),
+        state.continuous_component(),
     )
+    .held_stale_after(state.config.request_timeout)
+    .recording(writes))
 }
 
 /// The tool's objects for list and show: from the watch cache when it is on and has them,

@@ -1,0 +1,568 @@
+//! Warm reads from watches (`JOBS_GATEWAY_WATCH_CACHE=on`): list and show of a tool in use
+//! are answered from LIST+WATCH feeds of its objects instead of six LIST calls each.
+//!
+//! * **As the tool.** A tool's feeds use the tool's own connection pool, the one its requests
+//!   use, so RBAC decides what they may see, as for a direct read; its watches are HTTP/2
+//!   streams on the tool's one connection, read without a kube client ([`stream`]).
+//! * **Five feeds per tool**: its Jobs (one-off and those of cron jobs, told apart by label
+//!   here), CronJobs, ReplicationControllers or Deployments, Pods, and the events of Jobs.
+//!   Objects are kept as compact JSON without `metadata.managedFields` (pods without their
+//!   spec), parsed when a read asks for them ([`feed`]).
+//! * **Only tools in use.** The first read of a tool starts its feeds and is answered from
+//!   their first lists (the same reads a direct answer makes), or directly if they take longer
+//!   than `write_wait`. A tool not read for `idle` has its feeds stopped and forgotten.
+//! * **Read your writes.** A write through this gateway records what it changed (the object's
+//!   new resourceVersion, or that it is gone). A read waits, at most `write_wait`, until the
+//!   feeds have delivered it, and otherwise reads directly.
+//! * **Failures fall back.** A feed whose list or watch fails stops the tool's cache: its reads
+//!   go directly until the next read starts new feeds (after a pause that grows with repeated
+//!   failures). An expired watch (410) lists again in place. Every outcome is counted in
+//!   `jobs_gateway_watch_reads_total{source,reason}`.
+
+mod feed;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Event, Pod, ReplicationController};
+use kube::api::{ListParams, WatchParams};
+use kube::Resource;
+
+use crate::credentials::ToolConnector;
+use crate::runtime::{Snapshot, ToolRuntime};
+use crate::writes::{lock, Pending, Writes};
+use feed::Feed;
+use jobs_core::labels::{self, Component, ContinuousComponent};
+use stream::Event as WatchEvent;
+
+/// Settings of the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchSettings {
+    /// A tool not read for this long has its feeds stopped.
+    pub idle: Duration,
+    /// How long a read waits for the feeds to deliver the tool's own writes.
+    pub write_wait: Duration,
+    /// Each watch event is applied this much later (0 in production; tests use it to show
+    /// that a read waits for the tool's own writes instead of racing the watch).
+    pub event_delay: Duration,
+}
+
+/// The feeds of every tool in use.
+pub struct WatchCache {
+    settings: WatchSettings,
+    tools: Mutex<HashMap<String, Arc<ToolFeeds>>>,
+    /// Failures in a row per tool, and when its feeds may start again.
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Each tool's writes not yet seen delivered, kept whether or not its feeds run, so that
+    /// a write made while its feeds start is waited for too.
+    writes: Mutex<HashMap<String, Arc<Writes>>>,
+}
+
+/// One tool's feeds.
+struct ToolFeeds {
+    jobs: Arc<Feed>,
+    cronjobs: Arc<Feed>,
+    rcs: Arc<Feed>,
+    deployments: Arc<Feed>,
+    pods: Arc<Feed>,
+    events: Arc<Feed>,
+    continuous: ContinuousComponent,
+    tool: String,
+    writes: Arc<Writes>,
+    /// Milliseconds since `born` of the last read.
+    last_read: AtomicU64,
+    born: Instant,
+    /// Set when a feed failed: the tool's reads go directly, and the feeds are stopped.
+    broken: Arc<AtomicBool>,
+    /// Set by the first read these feeds answered.
+    served: AtomicBool,
+    /// The one task that runs all five feeds.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ToolFeeds {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `jobs_gateway_watch_reads_total{source,reason}`: where a list or show was answered from.
+fn count(source: &str, reason: &str) {
+    crate::metrics::global().inc(
+        "jobs_gateway_watch_reads_total",
+        vec![
+            ("source", source.to_string()),
+            ("reason", reason.to_string()),
+        ],
+    );
+}
+
+impl WatchCache {
+    pub fn new(settings: WatchSettings) -> Self {
+        Self {
+            settings,
+            tools: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            writes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where the tool's writes are recorded.
+    /// Called for every request of the tool: finds its entry without allocating once made.
+    pub fn writes_of(&self, tool: &str) -> Arc<Writes> {
+        let mut writes = lock(&self.writes);
+        if let Some(w) = writes.get(tool) {
+            return w.clone();
+        }
+        writes.entry(tool.to_string()).or_default().clone()
+    }
+
+    /// Number of tools whose feeds run.
+    pub fn tools_watched(&self) -> usize {
+        lock(&self.tools).len()
+    }
+
+    /// The tool's objects from its feeds, if they are running, live and have delivered the
+    /// tool's writes; `None` means: read directly. Starts the feeds of a tool not watched.
+    pub async fn snapshot(&self, rt: &ToolRuntime, name: Option<&str>) -> Option<Snapshot> {
+        let feeds = match self.feeds_of(rt) {
+            Ok(f) => f,
+            Err(reason) => {
+                count("direct", reason);
+                return None;
+            }
+        };
+        feeds
+            .last_read
+            .store(feeds.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if !feeds.ready() && !self.until_ready(&feeds).await {
+            count("direct", "warming");
+            return None;
+        }
+        if feeds.writes.overflow.swap(false, Ordering::AcqRel) {
+            lock(&feeds.writes.pending).clear();
+            count("direct", "writes_unknown");
+            return None;
+        }
+        if !self.writes_delivered(&feeds).await {
+            count("direct", "write_wait");
+            return None;
+        }
+        if !feeds.served.swap(true, Ordering::AcqRel) {
+            // these feeds work: a later failure of the tool starts its pauses afresh
+            lock(&self.failures).remove(&feeds.tool);
+        }
+        match feeds.snapshot(name) {
+            Ok(snap) => {
+                count("cache", "warm");
+                Some(snap)
+            }
+            Err(e) => {
+                tracing::warn!(tool = %feeds.tool, "a watched object did not parse ({e}); reading directly");
+                feeds.broken.store(true, Ordering::Release);
+                count("direct", "watch_failed");
+                None
+            }
+        }
+    }
+
+    /// Waits (at most `write_wait`) for feeds just started to have listed: their lists are
+    /// the reads a direct answer would make, so the first read of a tool costs about what a
+    /// direct one does, and the apiserver is not asked twice.
+    async fn until_ready(&self, feeds: &ToolFeeds) -> bool {
+        let deadline = tokio::time::Instant::now() + self.settings.write_wait;
+        while !feeds.ready() {
+            if tokio::time::Instant::now() >= deadline || feeds.broken.load(Ordering::Acquire) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    /// Waits (bounded) until every recorded write of the tool is in its feeds.
+    async fn writes_delivered(&self, feeds: &ToolFeeds) -> bool {
+        let deadline = tokio::time::Instant::now() + self.settings.write_wait;
+        loop {
+            lock(&feeds.writes.pending).retain(|p| !feeds.delivered(p));
+            if lock(&feeds.writes.pending).is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline || feeds.broken.load(Ordering::Acquire) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn feeds_of(&self, rt: &ToolRuntime) -> Result<Arc<ToolFeeds>, &'static str> {
+        let Some(connector) = rt.connector() else {
+            return Err("no_connection");
+        };
+        let tool = rt.tool().to_string();
+        let mut tools = lock(&self.tools);
+        if let Some(f) = tools.get(&tool) {
+            if !f.broken.load(Ordering::Acquire) {
+                return Ok(f.clone());
+            }
+            tools.remove(&tool);
+            let mut failures = lock(&self.failures);
+            let entry = failures.entry(tool.clone()).or_insert((0, Instant::now()));
+            entry.0 = entry.0.saturating_add(1);
+            // 1 s, 2 s, 4 s … up to a minute before the next try
+            let pause = Duration::from_secs(1 << entry.0.min(6)).min(Duration::from_secs(60));
+            entry.1 = Instant::now() + pause;
+            return Err("watch_failed");
+        }
+        if let Some((_, until)) = lock(&self.failures).get(&tool) {
+            if Instant::now() < *until {
+                return Err("backoff");
+            }
+        }
+        let writes = self.writes_of(&tool);
+        let feeds = Arc::new(ToolFeeds::start(
+            rt,
+            connector,
+            writes,
+            self.settings.event_delay,
+        ));
+        tools.insert(tool, feeds.clone());
+        Ok(feeds)
+    }
+
+    /// Stops the feeds of tools not read for the idle time; returns how many were stopped.
+    pub fn drop_idle(&self) -> usize {
+        let idle = self.settings.idle;
+        let mut tools = lock(&self.tools);
+        let before = tools.len();
+        tools.retain(|_, f| {
+            let read_at = Duration::from_millis(f.last_read.load(Ordering::Relaxed));
+            f.born.elapsed().saturating_sub(read_at) < idle
+        });
+        let dropped = before - tools.len();
+        let watched: Vec<String> = tools.keys().cloned().collect();
+        drop(tools);
+        // the writes of tools not watched matter only while their feeds could still start
+        lock(&self.writes).retain(|t, w| watched.contains(t) || lock(&w.last).elapsed() < idle);
+        lock(&self.failures).retain(|_, (_, until)| until.elapsed() < Duration::from_secs(600));
+        dropped
+    }
+
+    /// Runs [`Self::drop_idle`] every few seconds, for as long as the cache lives.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let period =
+            (self.settings.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(cache) = weak.upgrade() else { return };
+                if cache.drop_idle() > 0 {
+                    // the dropped feeds' objects, and their connections once closed, are freed
+                    crate::memory::trim_soon();
+                }
+                crate::metrics::global().set(
+                    "jobs_gateway_watched_tools",
+                    "tools whose objects are watched for warm reads",
+                    cache.tools_watched() as i64,
+                );
+            }
+        });
+    }
+}
+
+impl ToolFeeds {
+    fn start(
+        rt: &ToolRuntime,
+        connector: &ToolConnector,
+        writes: Arc<Writes>,
+        delay: Duration,
+    ) -> Self {
+        let continuous = rt.continuous();
+        let tool = rt.tool().to_string();
+        let broken = Arc::new(AtomicBool::new(false));
+        let jobs = Arc::new(Feed::new(true, false));
+        let cronjobs = Arc::new(Feed::new(true, false));
+        let rcs = Arc::new(Feed::new(
+            continuous == ContinuousComponent::ReplicationControllers,
+            false,
+        ));
+        let deployments = Arc::new(Feed::new(
+            continuous == ContinuousComponent::Deployments,
+            false,
+        ));
+        let pods = Arc::new(Feed::new(true, true));
+        let events = Arc::new(Feed::new(true, false));
+        let ns = rt.namespace();
+        let sel = |c: Option<Component>| {
+            Some(labels::selector_string(&labels::selector_labels(
+                &tool, c, None,
+            )))
+        };
+        let cont = Component::Continuous(continuous);
+        let mut feeds = vec![
+            (Watched::of::<Job>(ns, sel(None), None), jobs.clone()),
+            (
+                Watched::of::<CronJob>(ns, sel(Some(Component::CronJobs)), None),
+                cronjobs.clone(),
+            ),
+            (Watched::of::<Pod>(ns, sel(None), None), pods.clone()),
+            (
+                Watched::of::<Event>(ns, None, Some("involvedObject.kind=Job".into())),
+                events.clone(),
+            ),
+        ];
+        feeds.push(match continuous {
+            ContinuousComponent::ReplicationControllers => (
+                Watched::of::<ReplicationController>(ns, sel(Some(cont)), None),
+                rcs.clone(),
+            ),
+            ContinuousComponent::Deployments => (
+                Watched::of::<Deployment>(ns, sel(Some(cont)), None),
+                deployments.clone(),
+            ),
+        });
+        let task = spawn_feeds(connector.clone(), feeds, broken.clone(), delay);
+        Self {
+            jobs,
+            cronjobs,
+            rcs,
+            deployments,
+            pods,
+            events,
+            continuous,
+            tool,
+            writes,
+            last_read: AtomicU64::new(0),
+            born: Instant::now(),
+            broken,
+            served: AtomicBool::new(false),
+            task,
+        }
+    }
+
+    fn ready(&self) -> bool {
+        !self.broken.load(Ordering::Acquire)
+            && self.jobs.ready()
+            && self.cronjobs.ready()
+            && self.rcs.ready()
+            && self.deployments.ready()
+            && self.pods.ready()
+            && self.events.ready()
+    }
+
+    /// The feed of a kind, by its plural; `None` for a kind no feed watches (a write to it
+    /// cannot make a read stale).
+    fn feed(&self, plural: &str) -> Option<&Feed> {
+        Some(match plural {
+            "jobs" => &self.jobs,
+            "cronjobs" => &self.cronjobs,
+            "replicationcontrollers" => &self.rcs,
+            "deployments" => &self.deployments,
+            "pods" => &self.pods,
+            "events" => &self.events,
+            _ => return None,
+        })
+    }
+
+    fn delivered(&self, p: &Pending) -> bool {
+        match p {
+            Pending::Version { plural, version } => {
+                self.feed(plural).is_none_or(|f| f.version() >= *version)
+            }
+            Pending::Gone { plural, uids } => self.feed(plural).is_none_or(|f| f.gone(uids)),
+        }
+    }
+
+    /// What [`ToolRuntime::snapshot`] would read, from the feeds.
+    fn snapshot(&self, name: Option<&str>) -> Result<Snapshot, serde_json::Error> {
+        let sel = |c: Option<Component>| labels::selector_labels(&self.tool, c, name);
+        let cont = sel(Some(Component::Continuous(self.continuous)));
+        let cron = sel(Some(Component::CronJobs));
+        Ok(Snapshot {
+            jobs: self.jobs.select(Some(&sel(Some(Component::Jobs))))?,
+            cronjob_jobs: self.jobs.select(Some(&cron))?,
+            cronjobs: self.cronjobs.select(Some(&cron))?,
+            rcs: self.rcs.select(Some(&cont))?,
+            deployments: self.deployments.select(Some(&cont))?,
+            pods: self.pods.select(Some(&sel(None)))?,
+            events: self.events.select(None)?,
+        })
+    }
+}
+
+/// What one feed lists and watches: a kind in the tool's namespace, narrowed by selectors.
+struct Watched {
+    plural: String,
+    /// The kind's collection in the namespace (`/apis/batch/v1/namespaces/tool-x/jobs`).
+    url: String,
+    labels: Option<String>,
+    fields: Option<String>,
+}
+
+impl Watched {
+    fn of<K: Resource<DynamicType = ()>>(
+        ns: &str,
+        labels: Option<String>,
+        fields: Option<String>,
+    ) -> Self {
+        Self {
+            plural: K::plural(&()).to_string(),
+            url: K::url_path(&(), Some(ns)),
+            labels,
+            fields,
+        }
+    }
+
+    fn list(&self) -> Result<http::Request<Vec<u8>>, String> {
+        let mut lp = ListParams::default();
+        if let Some(l) = &self.labels {
+            lp = lp.labels(l);
+        }
+        if let Some(f) = &self.fields {
+            lp = lp.fields(f);
+        }
+        kube::core::Request::new(&self.url)
+            .list(&lp)
+            .map_err(|e| format!("list request: {e}"))
+    }
+
+    fn watch(&self, version: &str) -> Result<http::Request<Vec<u8>>, String> {
+        // bookmarks (on by default) keep the version current while nothing of the tool's changes
+        let mut wp = WatchParams::default().timeout(290);
+        if let Some(l) = &self.labels {
+            wp = wp.labels(l);
+        }
+        if let Some(f) = &self.fields {
+            wp = wp.fields(f);
+        }
+        kube::core::Request::new(&self.url)
+            .watch(&wp, version)
+            .map_err(|e| format!("watch request: {e}"))
+    }
+}
+
+/// Runs a tool's feeds in one task (one connection handle and one task per tool, not per
+/// kind). Each lists, then watches from the list's version, keeping its feed current; an
+/// expired watch lists again. The first other failure marks the tool's feeds broken and ends
+/// them all: the tool's reads go directly until new feeds start.
+fn spawn_feeds(
+    connector: ToolConnector,
+    feeds: Vec<(Watched, Arc<Feed>)>,
+    broken: Arc<AtomicBool>,
+    delay: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let following = feeds.iter().map(|(what, feed)| {
+            let connector = &connector;
+            Box::pin(async move {
+                let reason = match follow(connector, what, feed, delay).await {
+                    Err(reason) => reason,
+                    Ok(never) => match never {},
+                };
+                (what.plural.as_str(), reason)
+            })
+        });
+        let ((plural, reason), _, _) = futures::future::select_all(following).await;
+        tracing::info!(kind = %plural, "watch ended ({reason}); reads go directly");
+        crate::metrics::global().inc(
+            "jobs_gateway_watch_failures_total",
+            vec![("kind", plural.to_string())],
+        );
+        for (_, feed) in &feeds {
+            feed.set_live(false);
+        }
+        broken.store(true, Ordering::Release);
+    })
+}
+
+async fn follow(
+    connector: &ToolConnector,
+    what: &Watched,
+    feed: &Feed,
+    delay: Duration,
+) -> Result<std::convert::Infallible, String> {
+    'list: loop {
+        // the list's and the watch's futures are boxed: what stays in the task's state while
+        // it waits for events is a pointer, not the largest state of any request
+        let (mut version, objects) = Box::pin(stream::list(
+            connector,
+            what.list()?,
+            &what.plural,
+            feed.drop_spec,
+        ))
+        .await?;
+        feed.replace(objects, version.parse().unwrap_or(0));
+        feed.set_live(true);
+        loop {
+            let mut expired = false;
+            let request = what.watch(&version)?;
+            let watching = Box::pin(stream::watch(
+                connector,
+                request,
+                &what.plural,
+                feed.drop_spec,
+                |event| {
+                    feed.set_live(true);
+                    let step = match event {
+                        WatchEvent::Put(object) => {
+                            version = object.version.to_string();
+                            Some((object, false))
+                        }
+                        WatchEvent::Delete(object) => {
+                            version = object.version.to_string();
+                            Some((object, true))
+                        }
+                        WatchEvent::Bookmark(v, text) => {
+                            version = text;
+                            feed.delivered(v);
+                            None
+                        }
+                        WatchEvent::Expired => {
+                            expired = true;
+                            None
+                        }
+                    };
+                    let stop = expired;
+                    async move {
+                        if let Some((object, gone)) = step {
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            if gone {
+                                feed.remove(&object);
+                            } else {
+                                feed.put(object);
+                            }
+                        }
+                        if stop {
+                            Err(EXPIRED.to_string())
+                        } else {
+                            Ok(())
+                        }
+                    }
+                },
+            ));
+            match watching.await {
+                Err(e) if e == EXPIRED => {
+                    feed.set_live(false);
+                    continue 'list;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+            // the watch ended (the server's timeout, or the connection went): until the next
+            // one is open, reads go directly
+            feed.set_live(false);
+        }
+    }
+}
+
+/// How the event handler tells [`follow`] to list again.
+const EXPIRED: &str = "expired";
