@@ -925,8 +925,14 @@ async fn bench(args: Args, cluster: Cluster) {
     ));
 
     let t = Instant::now();
-    let chunks: Vec<Vec<String>> = tools
-        .chunks(n.div_ceil(cores.max(1)))
+    // a work dir used before (--work-dir on a running cluster) keeps the homes it minted
+    let to_mint: Vec<String> = tools
+        .iter()
+        .filter(|t| !home_root.join(t).join(".toolskube/client.crt").exists())
+        .cloned()
+        .collect();
+    let chunks: Vec<Vec<String>> = to_mint
+        .chunks(to_mint.len().div_ceil(cores.max(1)).max(1))
         .map(|c| c.to_vec())
         .collect();
     let minters: Vec<_> = chunks
@@ -962,8 +968,10 @@ async fn bench(args: Args, cluster: Cluster) {
         }
     }
     say(format!(
-        "minted {n} tool certificates in {:.1} s",
-        t.elapsed().as_secs_f64()
+        "minted {} tool certificates in {:.1} s ({} kept from an earlier run)",
+        to_mint.len(),
+        t.elapsed().as_secs_f64(),
+        n - to_mint.len()
     ));
 
     let t = Instant::now();
@@ -1415,14 +1423,26 @@ async fn bench(args: Args, cluster: Cluster) {
     };
     let (rss_1000_mb, how) = rss_1000(rss_all, per_tool_kib);
     let (rss_1000_idle_mb, how_idle) = rss_1000(rss_idle, per_tool_idle_kib);
+    // with the watch cache, a warm tool's watches keep its connection open until they idle out
+    let (idled, open) = if args.watch_cache {
+        (
+            "RSS with 1,000 warm tools (watches, connections idled out)",
+            "RSS with 1,000 warm tools, all watches open",
+        )
+    } else {
+        (
+            "RSS with 1,000 warm tools (connections idled out)",
+            "RSS with 1,000 warm tools, all connections open",
+        )
+    };
     goal_lines.push(goal(
-        "RSS with 1,000 warm tools (connections idled out)",
+        idled,
         format!("{rss_1000_idle_mb:.1} MiB"),
         "<= 40 MiB",
         Some(rss_1000_idle_mb <= 40.0),
     ));
     goal_lines.push(goal(
-        "RSS with 1,000 warm tools, all connections open",
+        open,
         format!("{rss_1000_mb:.1} MiB"),
         "<= 40 MiB",
         Some(rss_1000_mb <= 40.0),

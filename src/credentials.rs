@@ -318,12 +318,12 @@ impl CredentialStore {
                         tool: t.to_string(),
                         reason,
                     })?;
-                Ok((material, tls))
+                Ok((material, Box::new(tls)))
             })
             .await?;
         let mut entry = Entry {
             stamp: material.stamp,
-            tls: Box::new(tls),
+            tls,
             connector: None,
             last_used: Instant::now(),
             checked: started,
