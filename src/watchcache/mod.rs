@@ -38,7 +38,7 @@ use crate::runtime::{Snapshot, ToolRuntime};
 use crate::writes::{lock, Pending, Writes};
 use feed::Feed;
 use jobs_core::labels::{self, Component, ContinuousComponent};
-use stream::Event as WatchEvent;
+use stream::{Ended, Event as WatchEvent};
 
 /// Settings of the cache.
 #[derive(Debug, Clone, Copy)]
@@ -501,7 +501,6 @@ async fn follow(
         feed.replace(objects, version.parse().unwrap_or(0));
         feed.set_live(true);
         loop {
-            let mut expired = false;
             let request = what.watch(&version)?;
             let watching = Box::pin(stream::watch(
                 connector,
@@ -524,12 +523,9 @@ async fn follow(
                             feed.delivered(v);
                             None
                         }
-                        WatchEvent::Expired => {
-                            expired = true;
-                            None
-                        }
+                        // ends the watch (stream::watch does not pass it on)
+                        WatchEvent::Expired => None,
                     };
-                    let stop = expired;
                     async move {
                         if let Some((object, gone)) = step {
                             if !delay.is_zero() {
@@ -541,28 +537,15 @@ async fn follow(
                                 feed.put(object);
                             }
                         }
-                        if stop {
-                            Err(EXPIRED.to_string())
-                        } else {
-                            Ok(())
-                        }
                     }
                 },
             ));
-            match watching.await {
-                Err(e) if e == EXPIRED => {
-                    feed.set_live(false);
-                    continue 'list;
-                }
-                Err(e) => return Err(e),
-                Ok(()) => {}
-            }
-            // the watch ended (the server's timeout, or the connection went): until the next
-            // one is open, reads go directly
+            // until the next watch is open (or the list is made again), reads go directly
+            let ended = watching.await?;
             feed.set_live(false);
+            if ended == Ended::Expired {
+                continue 'list;
+            }
         }
     }
 }
-
-/// How the event handler tells [`follow`] to list again.
-const EXPIRED: &str = "expired";

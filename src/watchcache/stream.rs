@@ -19,6 +19,16 @@ const MAX_LIST: usize = 64 << 20;
 /// bookmarks meanwhile) is taken for a dead connection.
 const SILENT: Duration = Duration::from_secs(330);
 
+/// How a watch ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The apiserver's timeout, the connection closed, or silence: watch again from the last
+    /// version delivered.
+    Closed,
+    /// The version watched from is too old (410, as a status or as an event): list again.
+    Expired,
+}
+
 /// What a watch delivered.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -172,7 +182,7 @@ async fn send(
     request: http::Request<Vec<u8>>,
     verb: &'static str,
     plural: &str,
-) -> Result<http::Response<hyper::body::Incoming>, String> {
+) -> Result<http::Response<hyper::body::Incoming>, Refused> {
     let started = std::time::Instant::now();
     let limit = crate::metrics::kube_timeout();
     // boxed: the request's future is large and would otherwise stay in the state of a watch
@@ -198,8 +208,17 @@ async fn send(
         Ok(_) => "ok".to_string(),
         Err((outcome, _)) => outcome.clone(),
     };
-    crate::metrics::kube_outcome(verb, plural, started, outcome);
-    result.map_err(|(_, reason)| format!("{verb}: {reason}"))
+    crate::metrics::kube_outcome(verb, plural, started, outcome.clone());
+    result.map_err(|(_, reason)| Refused {
+        status: outcome.parse().ok(),
+        reason: format!("{verb}: {reason}"),
+    })
+}
+
+/// A request that failed: the HTTP status of a refusal (none when there was no answer).
+struct Refused {
+    status: Option<u16>,
+    reason: String,
 }
 
 /// Lists the objects of `request` (a LIST): the list's version and its objects.
@@ -209,7 +228,9 @@ pub(crate) async fn list(
     plural: &str,
     drop_spec: bool,
 ) -> Result<(String, Vec<Kept>), String> {
-    let response = send(connector, request, "list", plural).await?;
+    let response = send(connector, request, "list", plural)
+        .await
+        .map_err(|r| r.reason)?;
     let body = tokio::time::timeout(
         crate::metrics::kube_timeout(),
         read_body(response.into_body(), MAX_LIST),
@@ -219,29 +240,34 @@ pub(crate) async fn list(
     list_reply(body, drop_spec)
 }
 
-/// Watches with `request` (a WATCH), calling `each` with every event until the watch ends
-/// (the apiserver's timeout, the connection closed, or silence past [`SILENT`]): `Ok`, watch
-/// again from the last version delivered (an unterminated last line is not an event). An
-/// event that cannot be read, or that `each` refuses, is an error.
+/// Watches with `request` (a WATCH), calling `each` with every object event and bookmark
+/// until the watch ends (see [`Ended`]; an unterminated last line is not an event). An event
+/// that cannot be read, a refused watch other than 410, or an error of `each`, is an error.
 pub(crate) async fn watch<F, Fut>(
     connector: &ToolConnector,
     request: http::Request<Vec<u8>>,
     plural: &str,
     drop_spec: bool,
     mut each: F,
-) -> Result<(), String>
+) -> Result<Ended, String>
 where
     F: FnMut(Event) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = ()>,
 {
-    let response = send(connector, request, "watch", plural).await?;
+    let response = match send(connector, request, "watch", plural).await {
+        Ok(response) => response,
+        Err(Refused {
+            status: Some(410), ..
+        }) => return Ok(Ended::Expired),
+        Err(refused) => return Err(refused.reason),
+    };
     let mut body = response.into_body();
     let mut lines = Lines::default();
     loop {
         let frame = match tokio::time::timeout(SILENT, body.frame()).await {
-            Err(_) | Ok(None) => return Ok(()),
+            Err(_) | Ok(None) => return Ok(Ended::Closed),
             // the connection went: the next watch opens another one, or fails
-            Ok(Some(Err(_))) => return Ok(()),
+            Ok(Some(Err(_))) => return Ok(Ended::Closed),
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else {
@@ -256,7 +282,10 @@ where
         })?;
         drop(data);
         for e in events {
-            each(e).await?;
+            if matches!(e, Event::Expired) {
+                return Ok(Ended::Expired);
+            }
+            each(e).await;
         }
     }
 }
