@@ -235,6 +235,9 @@ impl Config {
                     idle: millis("JOBS_GATEWAY_WATCH_IDLE_MS", 300_000)?,
                     write_wait: millis("JOBS_GATEWAY_WATCH_WRITE_WAIT_MS", 2_000)?,
                     event_delay: millis("JOBS_GATEWAY_WATCH_EVENT_DELAY_MS", 0)?,
+                    // whole seconds, at least one: the apiserver's timeoutSeconds
+                    watch_timeout: millis("JOBS_GATEWAY_WATCH_TIMEOUT_MS", 290_000)?
+                        .max(Duration::from_secs(1)),
                 })
             } else {
                 None

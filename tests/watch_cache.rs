@@ -1,6 +1,7 @@
 //! The watch cache (`JOBS_GATEWAY_WATCH_CACHE=on`) on real jobs of the local node: its
 //! replies are the direct replies, warm reads make no apiserver call, a write through the
-//! gateway shows in the very next read, and a change made elsewhere shows within moments.
+//! gateway shows in the very next read, and a change made elsewhere shows within moments; a
+//! refused watch falls back to direct reads, and an expired one lists again in place.
 
 mod common;
 
@@ -486,4 +487,75 @@ async fn seen_within(t: &Tool, gw: &Gateway, name: &str, present: bool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A watch whose version the apiserver has compacted away is answered 410: the feed lists
+/// again in place (`jobs_gateway_watch_relists_total`), the tool's reads stay on the cache
+/// without a failure, and what changes afterwards still shows. An apiserver of the test's own
+/// without its watch cache (watches then read etcd, whose compaction expires old versions),
+/// compacting every second, and feeds that watch again every second make it happen in
+/// moments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_watch_lists_again_and_reads_stay_on_the_cache() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::PostParams;
+    let (_own, cluster) = OwnCluster::start(
+        &["etcd", "kube-apiserver"],
+        &[(
+            "TJF_APISERVER_EXTRA_ARGS",
+            "--watch-cache=false --etcd-compaction-interval=1s",
+        )],
+    );
+    let pki = Pki::new(&cluster);
+    provision(&pki, "wc-dora");
+    let mut env = CACHE.to_vec();
+    env.push(("JOBS_GATEWAY_WATCH_TIMEOUT_MS", "1000"));
+    let gw = start_gateway_retrying(&pki, &env);
+    let t = Tool::new("wc-dora", &gw, pki).await;
+    // no node here: the job is an object, which is all a feed follows
+    let job = json!({"name": "kept", "imagename": "bookworm", "cmd": "true"});
+    let (status, body) = call(t.client.post(t.v1(&gw, "jobs/")).json(&job)).await;
+    assert_eq!(status, 201, "{body}");
+    warm(&t, &gw).await;
+
+    // Other writes move etcd's revision on; compaction then drops the version the feeds
+    // watch from (nothing of the tool's changes, so their version stays where it was).
+    let admin = admin(&t.pki.cluster);
+    let maps = Api::<ConfigMap>::namespaced(admin.clone(), "default");
+    let relists = || counter(&gw, "jobs_gateway_watch_relists_total", &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    while relists().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no watch was ever expired: {}",
+            metrics_text(&gw).await
+        );
+        let map: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("churn-{i}")}, "data": {"i": i.to_string()}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        maps.create(&PostParams::default(), &map)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // the feeds never broke: reads come from the cache, and a change made elsewhere shows
+    assert_eq!(
+        counter(&gw, "jobs_gateway_watch_failures_total", &[]).await,
+        0,
+        "{}",
+        metrics_text(&gw).await
+    );
+    warm(&t, &gw).await;
+    assert_eq!(t.names(&gw).await, ["kept"]);
+    Api::<Job>::namespaced(admin, "tool-wc-dora")
+        .delete("kept", &DeleteParams::background())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    seen_within(&t, &gw, "kept", false).await;
+    warm(&t, &gw).await;
+    assert!(t.names(&gw).await.is_empty());
 }

@@ -16,7 +16,8 @@
 //!   feeds have delivered it, and otherwise reads directly.
 //! * **Failures fall back.** A feed whose list or watch fails stops the tool's cache: its reads
 //!   go directly until the next read starts new feeds (after a pause that grows with repeated
-//!   failures). An expired watch (410) lists again in place. Every outcome is counted in
+//!   failures). An expired watch (410, as a status or an event) lists again in place
+//!   (`jobs_gateway_watch_relists_total{kind}`). Every read's outcome is counted in
 //!   `jobs_gateway_watch_reads_total{source,reason}`.
 
 mod feed;
@@ -50,6 +51,9 @@ pub struct WatchSettings {
     /// Each watch event is applied this much later (0 in production; tests use it to show
     /// that a read waits for the tool's own writes instead of racing the watch).
     pub event_delay: Duration,
+    /// How long the apiserver keeps one watch open before the feed watches again (290 s;
+    /// tests shorten it to make an expired version come about).
+    pub watch_timeout: Duration,
 }
 
 /// The feeds of every tool in use.
@@ -225,12 +229,7 @@ impl WatchCache {
             }
         }
         let writes = self.writes_of(&tool);
-        let feeds = Arc::new(ToolFeeds::start(
-            rt,
-            connector,
-            writes,
-            self.settings.event_delay,
-        ));
+        let feeds = Arc::new(ToolFeeds::start(rt, connector, writes, self.settings));
         tools.insert(tool, feeds.clone());
         Ok(feeds)
     }
@@ -282,7 +281,7 @@ impl ToolFeeds {
         rt: &ToolRuntime,
         connector: &ToolConnector,
         writes: Arc<Writes>,
-        delay: Duration,
+        settings: WatchSettings,
     ) -> Self {
         let continuous = rt.continuous();
         let tool = rt.tool().to_string();
@@ -328,7 +327,7 @@ impl ToolFeeds {
                 deployments.clone(),
             ),
         });
-        let task = spawn_feeds(connector.clone(), feeds, broken.clone(), delay);
+        let task = spawn_feeds(connector.clone(), feeds, broken.clone(), settings);
         Self {
             jobs,
             cronjobs,
@@ -433,9 +432,12 @@ impl Watched {
             .map_err(|e| format!("list request: {e}"))
     }
 
-    fn watch(&self, version: &str) -> Result<http::Request<Vec<u8>>, String> {
+    fn watch(&self, version: &str, timeout: Duration) -> Result<http::Request<Vec<u8>>, String> {
         // bookmarks (on by default) keep the version current while nothing of the tool's changes
-        let mut wp = WatchParams::default().timeout(290);
+        let seconds = u32::try_from(timeout.as_secs())
+            .unwrap_or(290)
+            .clamp(1, 290);
+        let mut wp = WatchParams::default().timeout(seconds);
         if let Some(l) = &self.labels {
             wp = wp.labels(l);
         }
@@ -456,13 +458,13 @@ fn spawn_feeds(
     connector: ToolConnector,
     feeds: Vec<(Watched, Arc<Feed>)>,
     broken: Arc<AtomicBool>,
-    delay: Duration,
+    settings: WatchSettings,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let following = feeds.iter().map(|(what, feed)| {
             let connector = &connector;
             Box::pin(async move {
-                let reason = match follow(connector, what, feed, delay).await {
+                let reason = match follow(connector, what, feed, settings).await {
                     Err(reason) => reason,
                     Ok(never) => match never {},
                 };
@@ -486,8 +488,9 @@ async fn follow(
     connector: &ToolConnector,
     what: &Watched,
     feed: &Feed,
-    delay: Duration,
+    settings: WatchSettings,
 ) -> Result<std::convert::Infallible, String> {
+    let delay = settings.event_delay;
     'list: loop {
         // the list's and the watch's futures are boxed: what stays in the task's state while
         // it waits for events is a pointer, not the largest state of any request
@@ -501,7 +504,7 @@ async fn follow(
         feed.replace(objects, version.parse().unwrap_or(0));
         feed.set_live(true);
         loop {
-            let request = what.watch(&version)?;
+            let request = what.watch(&version, settings.watch_timeout)?;
             let watching = Box::pin(stream::watch(
                 connector,
                 request,
@@ -544,6 +547,10 @@ async fn follow(
             let ended = watching.await?;
             feed.set_live(false);
             if ended == Ended::Expired {
+                crate::metrics::global().inc(
+                    "jobs_gateway_watch_relists_total",
+                    vec![("kind", what.plural.clone())],
+                );
                 continue 'list;
             }
         }
