@@ -246,14 +246,7 @@ fn tool_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube:
         .and_then(|t| t.client_config(&read(cert), &read(key)))
         .unwrap_or_else(|e| die(e));
     let url = url.parse().unwrap_or_else(|e| die(e));
-    ToolConnector::new(
-        tls,
-        &url,
-        ns.to_string(),
-        Duration::from_secs(2),
-        Duration::from_secs(90),
-    )
-    .client()
+    ToolConnector::new(tls, &url, ns.to_string(), Duration::from_secs(2)).client()
 }
 
 fn kube_config(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Config {

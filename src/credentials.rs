@@ -368,7 +368,6 @@ impl CredentialStore {
                     &self.kube_url,
                     tool.namespace(),
                     self.connect_timeout,
-                    self.idle,
                 )
             })
             .clone()
@@ -504,25 +503,19 @@ impl ApiserverTls {
     }
 }
 
-type HttpsClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    kube::client::Body,
->;
-
-/// A tool's connection pool to the apiserver, over its TLS config. HTTP/2 only, so the
-/// parallel reads of one request share one connection (and one TLS handshake) instead of
-/// opening one each. The credential store drops the pool of a tool quiet for `idle`, which
-/// closes its connection; the next request makes a new pool. A `kube::Client` (which spawns a
-/// dispatch task and channel of its own) is made per request by [`ToolConnector::client`], so
-/// an idle tool costs only its TLS config.
+/// A tool's connection to the apiserver, over its TLS config ([`crate::apiconn`]: HTTP/2, so
+/// the parallel reads of one request share one connection and one TLS handshake). The
+/// credential store drops the connector of a tool quiet for its idle time, which closes the
+/// connection; the next request makes a new one. A `kube::Client` (which spawns a dispatch
+/// task and channel of its own) is made only for a request that calls Kubernetes, by
+/// [`ToolConnector::client`], so an idle tool costs only its TLS config.
 #[derive(Clone)]
 pub struct ToolConnector(Arc<Pool>);
 
 /// What a [`ToolConnector`] shares between its clones (a handle is one pointer: requests and
 /// the watch cache's feeds each keep one).
 struct Pool {
-    http: HttpsClient,
-    apiserver: http::Uri,
+    connection: crate::apiconn::Connection,
     namespace: String,
 }
 
@@ -532,60 +525,39 @@ impl ToolConnector {
         apiserver: &http::Uri,
         namespace: String,
         connect_timeout: Duration,
-        idle: Duration,
     ) -> Self {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.enforce_http(false);
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http2()
-            .wrap_connector(connector);
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .http2_only(true)
-                // checked when a connection is taken from the pool; the store's sweep drops
-                // whole pools of quiet tools (no timer task per tool)
-                .pool_idle_timeout(idle)
-                // while streams are open (the watch cache's watches), a connection that died
-                // without a word is found within 40 s instead of at the watch's 290 s end
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .http2_keep_alive_timeout(Duration::from_secs(10))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .build(https);
         Self(Arc::new(Pool {
-            http,
-            apiserver: apiserver.clone(),
+            connection: crate::apiconn::Connection::new(tls, apiserver, connect_timeout),
             namespace,
         }))
     }
 
-    /// Sends one request over this tool's connection pool without a kube client (no dispatch
-    /// task or channel): the watch cache's lists and watches, whose bodies it reads itself.
+    /// Sends one request over this tool's connection without a kube client (no dispatch task
+    /// or channel): the watch cache's lists and watches, whose bodies it reads itself.
     pub async fn send(
         &self,
         request: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        use tower::ServiceExt as _;
-        tower::ServiceBuilder::new()
-            .layer(kube::client::middleware::BaseUriLayer::new(
-                self.0.apiserver.clone(),
-            ))
-            .service(self.0.http.clone())
-            .oneshot(request.map(kube::client::Body::from))
+    ) -> Result<http::Response<crate::apiconn::Body>, crate::apiconn::Error> {
+        self.0
+            .connection
+            .send(request.map(bytes::Bytes::from))
             .await
     }
 
-    /// A kube client over this tool's connection pool.
+    /// A kube client over this tool's connection.
     pub fn client(&self) -> kube::Client {
-        let service = tower::ServiceBuilder::new()
-            .layer(kube::client::middleware::BaseUriLayer::new(
-                self.0.apiserver.clone(),
-            ))
-            .map_err(tower::BoxError::from)
-            .service(self.0.http.clone());
+        let pool = self.0.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let pool = pool.clone();
+            async move {
+                use http_body_util::BodyExt as _;
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await?.to_bytes();
+                pool.connection
+                    .send(http::Request::from_parts(parts, body))
+                    .await
+            }
+        });
         kube::Client::new(service, self.0.namespace.clone())
     }
 }

@@ -4,6 +4,7 @@
 //! What jobs mean (requests, objects, status, views, wire types) is in [`jobs_core`].
 
 pub mod api;
+pub mod apiconn;
 pub mod config;
 pub mod credentials;
 pub mod filewatch;

@@ -165,7 +165,7 @@ fn refusal(status: http::StatusCode, body: &[u8]) -> String {
 }
 
 /// Reads a whole body, at most `limit` bytes.
-async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Vec<u8>, String> {
+async fn read_body(body: crate::apiconn::Body, limit: usize) -> Result<Vec<u8>, String> {
     let limited = http_body_util::Limited::new(body, limit);
     let bytes = limited
         .collect()
@@ -182,7 +182,7 @@ async fn send(
     request: http::Request<Vec<u8>>,
     verb: &'static str,
     plural: &str,
-) -> Result<http::Response<hyper::body::Incoming>, Refused> {
+) -> Result<http::Response<crate::apiconn::Body>, Refused> {
     let started = std::time::Instant::now();
     let limit = crate::metrics::kube_timeout();
     // boxed: the request's future is large and would otherwise stay in the state of a watch
