@@ -6,9 +6,11 @@
 //! heaptrack); this module keeps only h2's own state: one sender shared by the tool's requests,
 //! the connection driven by one task, made on first use and made again when it went away.
 //!
-//! * Requests go out as soon as h2 has room for another stream (`ready`); one that finds its
-//!   connection gone before it was sent is sent once more on a new connection (nothing of it
-//!   reached the apiserver, so that is safe for any method).
+//! * Requests share the connection's sender (h2 queues streams beyond the apiserver's
+//!   concurrency limit itself). A request whose connection is gone (closed, or a GOAWAY)
+//!   before its stream opened, or that the apiserver never processed (above a GOAWAY's last
+//!   stream, or refused), is sent once more on a new connection: nothing of it was acted on,
+//!   so that is safe for any method.
 //! * While the connection is open the driver pings every [`KEEPALIVE`]; no answer within
 //!   [`KEEPALIVE_TIMEOUT`] closes it, so a peer that vanished without a word ends the tool's
 //!   watches and requests instead of leaving them hanging.
@@ -113,29 +115,41 @@ impl Connection {
         let mut retried = false;
         loop {
             let (id, sender) = self.current().await?;
-            let mut ready = match sender.ready().await {
-                Ok(ready) => ready,
-                // the connection went before anything was sent: once more on a new one
-                Err(_) if !retried => {
-                    retried = true;
-                    self.forget(id).await;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
             let mut out = http::Request::builder()
                 .method(parts.method.clone())
                 .uri(uri.clone())
                 .body(())?;
             *out.headers_mut() = parts.headers.clone();
             let end = body.is_empty();
-            let (response, mut stream) = ready.send_request(out, end)?;
+            let opened = match sender.ready().await {
+                Ok(mut ready) => ready.send_request(out, end),
+                Err(e) => Err(e),
+            };
+            let (response, mut stream) = match opened {
+                Ok(opened) => opened,
+                // the connection went (closed, or a GOAWAY) before the request was sent:
+                // once more on a new one
+                Err(e) if !retried && gone(&e) => {
+                    retried = true;
+                    self.forget(id).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if !end {
                 // h2 queues what the window does not take yet and sends it as it opens
-                stream.send_data(body, true)?;
+                stream.send_data(body.clone(), true)?;
             }
-            let response = response.await?;
-            return Ok(response.map(Body::new));
+            match response.await {
+                Ok(response) => return Ok(response.map(Body::new)),
+                // streams above a GOAWAY's last stream id, and refused ones, were never
+                // processed by the apiserver: once more on a new connection
+                Err(e) if !retried && unprocessed(&e) => {
+                    retried = true;
+                    self.forget(id).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -167,9 +181,18 @@ impl Connection {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
             tcp.set_nodelay(true)?;
             let tls = self.tls.connect(target.name.clone(), tcp).await?;
-            Ok::<_, std::io::Error>(tls)
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err::<_, Error>("the apiserver did not agree to HTTP/2".into());
+            }
+            let (sender, connection) = h2::client::Builder::new()
+                .enable_push(false)
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .handshake(tls)
+                .await?;
+            Ok((sender, connection))
         };
-        let tls = tokio::time::timeout(self.connect_timeout, dial)
+        let (sender, connection) = tokio::time::timeout(self.connect_timeout, dial)
             .await
             .map_err(|_| {
                 format!(
@@ -179,18 +202,19 @@ impl Connection {
                     self.connect_timeout.as_millis()
                 )
             })??;
-        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-            return Err("the apiserver did not agree to HTTP/2".into());
-        }
-        let (sender, connection) = h2::client::Builder::new()
-            .enable_push(false)
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .handshake(tls)
-            .await?;
         tokio::spawn(drive(connection));
         Ok(sender)
     }
+}
+
+/// Whether an error opening a stream means its connection is gone (not the request's fault).
+fn gone(e: &h2::Error) -> bool {
+    e.is_io() || e.is_go_away()
+}
+
+/// Whether a stream's error says the apiserver never processed it.
+fn unprocessed(e: &h2::Error) -> bool {
+    (e.is_go_away() && e.is_remote()) || e.reason() == Some(h2::Reason::REFUSED_STREAM)
 }
 
 /// Drives a connection until it ends, pinging it while it is open.

@@ -377,9 +377,17 @@ impl CredentialStore {
     /// the tools stay warm). Returns how many were dropped.
     pub fn close_idle_connections(&self) -> usize {
         // taken under the lock every request needs, dropped (connections shut) after it
+        // a connection still held elsewhere (the watch cache's feeds, a request following
+        // logs) stays: taking it would only make the tool's next request open a second one
         let quiet: Vec<ToolConnector> = lock(&self.cache)
             .values_mut()
             .filter(|entry| entry.last_used.elapsed() >= self.idle)
+            .filter(|entry| {
+                entry
+                    .connector
+                    .as_ref()
+                    .is_some_and(|c| !c.held_elsewhere())
+            })
             .filter_map(|entry| entry.connector.take())
             .collect();
         quiet.len()
@@ -530,6 +538,17 @@ impl ToolConnector {
             connection: crate::apiconn::Connection::new(tls, apiserver, connect_timeout),
             namespace,
         }))
+    }
+
+    /// Whether a clone of this handle is held anywhere else.
+    fn held_elsewhere(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+
+    /// Whether both handles are the same connection (a rotated certificate, or a connection
+    /// closed when idle and made again, is another one).
+    pub fn same(&self, other: &ToolConnector) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Sends one request over this tool's connection without a kube client (no dispatch task

@@ -43,7 +43,11 @@ impl Kept {
             return Err("object without a name".into());
         }
         let uid = text_of("uid").into();
-        let version = text_of("resourceVersion").parse().unwrap_or(0);
+        // a feed watches again from the last version it saw, as a number: an object whose
+        // version is not one cannot be followed (the feed fails, reads go directly)
+        let version = text_of("resourceVersion")
+            .parse()
+            .map_err(|_| format!("object {name} without a numeric resourceVersion"))?;
         let deleting = meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
         let labels = meta
             .get("labels")
@@ -235,8 +239,8 @@ mod tests {
         );
         assert!(!String::from_utf8_lossy(&kept.json).contains("managedFields"));
         // kept compact: white space goes, everything else stays
-        let text = br#"{"metadata":{"name":"j"},"spec":{"x":1}}"#;
-        let spaced = br#"{ "metadata": {"name": "j"},
+        let text = br#"{"metadata":{"name":"j","resourceVersion":"3"},"spec":{"x":1}}"#;
+        let spaced = br#"{ "metadata": {"name": "j", "resourceVersion": "3"},
             "spec": {"x": 1} }"#;
         let with_spec = Kept::from_json(spaced, false).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(&*with_spec.json, &text[..]);
@@ -249,6 +253,11 @@ mod tests {
         assert!(Kept::from_json(br#"{"kind":"Pod"}"#, false).is_err());
         assert!(Kept::from_json(b"[1]", false).is_err());
         assert!(Kept::from_json(b"{", false).is_err());
+        assert!(Kept::from_json(
+            br#"{"metadata":{"name":"a","resourceVersion":"x1"}}"#,
+            false
+        )
+        .is_err());
     }
 
     #[test]

@@ -87,6 +87,8 @@ struct ToolFeeds {
     served: AtomicBool,
     /// The one task that runs all five feeds.
     task: tokio::task::JoinHandle<()>,
+    /// The connection the feeds use.
+    connector: ToolConnector,
 }
 
 impl Drop for ToolFeeds {
@@ -212,7 +214,16 @@ impl WatchCache {
         let mut tools = lock(&self.tools);
         if let Some(f) = tools.get(&tool) {
             if !f.broken.load(Ordering::Acquire) {
-                return Ok(f.clone());
+                if f.connector.same(connector) {
+                    return Ok(f.clone());
+                }
+                // the tool's credentials were read again (rotated, or evicted and reloaded):
+                // feeds on its current connection replace those on the old one
+                tools.remove(&tool);
+                let writes = self.writes_of(&tool);
+                let feeds = Arc::new(ToolFeeds::start(rt, connector, writes, self.settings));
+                tools.insert(tool, feeds.clone());
+                return Ok(feeds);
             }
             tools.remove(&tool);
             let mut failures = lock(&self.failures);
@@ -343,6 +354,7 @@ impl ToolFeeds {
             broken,
             served: AtomicBool::new(false),
             task,
+            connector: connector.clone(),
         }
     }
 
@@ -503,15 +515,20 @@ async fn follow(
         .await?;
         feed.replace(objects, version.parse().unwrap_or(0));
         feed.set_live(true);
+        // watches in a row that ended at once without an event
+        let mut hasty = 0u32;
         loop {
             let request = what.watch(&version, settings.watch_timeout)?;
+            let started = Instant::now();
+            let mut heard = false;
             let watching = Box::pin(stream::watch(
                 connector,
                 request,
                 &what.plural,
                 feed.drop_spec,
+                || feed.set_live(true),
                 |event| {
-                    feed.set_live(true);
+                    heard = true;
                     let step = match event {
                         WatchEvent::Put(object) => {
                             version = object.version.to_string();
@@ -526,8 +543,8 @@ async fn follow(
                             feed.delivered(v);
                             None
                         }
-                        // ends the watch (stream::watch does not pass it on)
-                        WatchEvent::Expired => None,
+                        // end the watch (stream::watch does not pass them on)
+                        WatchEvent::Expired | WatchEvent::Interrupted => None,
                     };
                     async move {
                         if let Some((object, gone)) = step {
@@ -543,7 +560,7 @@ async fn follow(
                     }
                 },
             ));
-            // until the next watch is open (or the list is made again), reads go directly
+            // until the next watch is taken (or the list is made again), reads go directly
             let ended = watching.await?;
             feed.set_live(false);
             if ended == Ended::Expired {
@@ -552,6 +569,19 @@ async fn follow(
                     vec![("kind", what.plural.clone())],
                 );
                 continue 'list;
+            }
+            // a watch that keeps ending at once (a proxy cutting it, a failing apiserver) is
+            // not asked for again in a tight loop: a growing pause, then the feed fails
+            if !heard
+                && started.elapsed() < (settings.watch_timeout / 2).min(Duration::from_secs(1))
+            {
+                hasty += 1;
+                if hasty > 5 {
+                    return Err("the watch keeps ending as soon as it is opened".into());
+                }
+                tokio::time::sleep(Duration::from_millis(50 << hasty)).await;
+            } else {
+                hasty = 0;
             }
         }
     }

@@ -38,6 +38,9 @@ pub(crate) enum Event {
     Bookmark(u64, String),
     /// The version watched from is too old: list again.
     Expired,
+    /// The apiserver ended the watch with a passing error (busy, or a server error): watch
+    /// again.
+    Interrupted,
 }
 
 /// Splits a body into lines across frames; only the start of a line whose end is in a later
@@ -126,10 +129,11 @@ pub(crate) fn event(line: &[u8], drop_spec: bool) -> Result<Option<Event>, Strin
         "ERROR" => {
             let status: StatusLite =
                 serde_json::from_slice(object).map_err(|e| format!("watch error: {e}"))?;
-            if status.code == 410 {
-                Event::Expired
-            } else {
-                return Err(format!("watch error {}: {}", status.code, status.message));
+            match status.code {
+                410 => Event::Expired,
+                // the apiserver busy or failing for a moment: watch again
+                429 | 500..=599 => Event::Interrupted,
+                _ => return Err(format!("watch error {}: {}", status.code, status.message)),
             }
         }
         other => return Err(format!("watch event of type {other:?}")),
@@ -172,7 +176,7 @@ async fn read_body(body: crate::apiconn::Body, limit: usize) -> Result<Vec<u8>, 
         .await
         .map_err(|e| format!("reading the reply: {e}"))?
         .to_bytes();
-    Ok(bytes.to_vec())
+    Ok(Vec::from(bytes))
 }
 
 /// Sends one request, bounded by the gateway's Kubernetes call limit, counted in the
@@ -240,14 +244,17 @@ pub(crate) async fn list(
     list_reply(body, drop_spec)
 }
 
-/// Watches with `request` (a WATCH), calling `each` with every object event and bookmark
-/// until the watch ends (see [`Ended`]; an unterminated last line is not an event). An event
-/// that cannot be read, a refused watch other than 410, or an error of `each`, is an error.
+/// Watches with `request` (a WATCH): calls `opened` once the apiserver has taken it, then
+/// `each` with every object event and bookmark until the watch ends (see [`Ended`]; an
+/// unterminated last line is not an event, and an apiserver error event other than 410 ends
+/// the watch as closed). An event that cannot be read, or a refused watch other than 410, is
+/// an error.
 pub(crate) async fn watch<F, Fut>(
     connector: &ToolConnector,
     request: http::Request<Vec<u8>>,
     plural: &str,
     drop_spec: bool,
+    opened: impl FnOnce(),
     mut each: F,
 ) -> Result<Ended, String>
 where
@@ -261,6 +268,9 @@ where
         }) => return Ok(Ended::Expired),
         Err(refused) => return Err(refused.reason),
     };
+    // the apiserver took the watch: from here on every change after the version watched
+    // from comes through it
+    opened();
     let mut body = response.into_body();
     let mut lines = Lines::default();
     loop {
@@ -282,10 +292,11 @@ where
         })?;
         drop(data);
         for e in events {
-            if matches!(e, Event::Expired) {
-                return Ok(Ended::Expired);
+            match e {
+                Event::Expired => return Ok(Ended::Expired),
+                Event::Interrupted => return Ok(Ended::Closed),
+                e => each(e).await,
             }
-            each(e).await;
         }
     }
 }
@@ -347,11 +358,14 @@ mod tests {
         }
         let gone = br#"{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}"#;
         assert!(matches!(event(gone, false), Ok(Some(Event::Expired))));
-        let refused =
+        let busy =
             br#"{"type":"ERROR","object":{"kind":"Status","code":500,"message":"internal"}}"#;
+        assert!(matches!(event(busy, false), Ok(Some(Event::Interrupted))));
+        let refused =
+            br#"{"type":"ERROR","object":{"kind":"Status","code":403,"message":"forbidden"}}"#;
         assert_eq!(
             event(refused, false).err().as_deref(),
-            Some("watch error 500: internal")
+            Some("watch error 403: forbidden")
         );
         assert!(matches!(event(b"  ", false), Ok(None)));
         assert!(event(b"{\"type\":\"ADDED\"", false).is_err());
@@ -360,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_list_reply_gives_its_version_and_objects_without_managed_fields() {
-        let body = br#"{"kind":"JobList","metadata":{"resourceVersion":"77"},"items":[{"metadata":{"name":"a","managedFields":[{"manager":"m"}]}},{"metadata":{"name":"b"}}]}"#;
+        let body = br#"{"kind":"JobList","metadata":{"resourceVersion":"77"},"items":[{"metadata":{"name":"a","resourceVersion":"70","managedFields":[{"manager":"m"}]}},{"metadata":{"name":"b","resourceVersion":"71"}}]}"#;
         let (version, items) = list_reply(body.to_vec(), false).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(version, "77");
         let names: Vec<&str> = items.iter().map(|k| &*k.name).collect();
