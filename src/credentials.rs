@@ -59,8 +59,8 @@ struct Entry {
     /// The tool's TLS config: its checked certificate and key. Boxed: the cache's table has
     /// a slot per tool, and a config is a large struct.
     tls: Box<rustls::ClientConfig>,
-    /// Its connection pool to the apiserver; dropped, closing the connection, once unused for
-    /// the idle time, and made again (with a new TLS handshake) on the next request.
+    /// Its connection to the apiserver; dropped, closing the connection, once unused for the
+    /// idle time, and made again (with a new TLS handshake) on the next request.
     connector: Option<ToolConnector>,
     last_used: Instant,
     /// When the files were last found unchanged (or read).
@@ -247,7 +247,7 @@ impl CredentialStore {
         lock(&self.cache).len()
     }
 
-    /// The connection pool of `tool` to the apiserver: its requests act as `tool`.
+    /// The connection of `tool` to the apiserver: its requests act as `tool`.
     pub async fn connector_for(&self, tool: &ToolName) -> Result<ToolConnector, CredentialError> {
         let arrived = Instant::now();
         if let Some(entry) = lock(&self.cache).get_mut(tool) {
@@ -328,7 +328,7 @@ impl CredentialStore {
             last_used: Instant::now(),
             checked: started,
         };
-        let client = self.connector_of(tool, &mut entry);
+        let connector = self.connector_of(tool, &mut entry);
         let mut cache = lock(&self.cache);
         cache.insert(tool.clone(), entry);
         if cache.len() > self.capacity {
@@ -342,7 +342,7 @@ impl CredentialStore {
                 self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(client)
+        Ok(connector)
     }
 
     /// Waits for the tool's turn to check or load its files.
@@ -358,7 +358,7 @@ impl CredentialStore {
         }
     }
 
-    /// The entry's connection pool (made if it was dropped).
+    /// The entry's connection (made if it was dropped).
     fn connector_of(&self, tool: &ToolName, entry: &mut Entry) -> ToolConnector {
         entry
             .connector
@@ -373,7 +373,7 @@ impl CredentialStore {
             .clone()
     }
 
-    /// Drops the connection pools of tools unused for the idle time (their connections close;
+    /// Drops the connections of tools unused for the idle time (their connections close;
     /// the tools stay warm). Returns how many were dropped.
     pub fn close_idle_connections(&self) -> usize {
         // taken under the lock every request needs, dropped (connections shut) after it
@@ -393,7 +393,7 @@ impl CredentialStore {
         quiet.len()
     }
 
-    /// Tools whose connection pool to the apiserver is open.
+    /// Tools whose connection to the apiserver is open.
     pub fn connected_tools(&self) -> usize {
         lock(&self.cache)
             .values()

@@ -65,7 +65,7 @@ pub struct Existing {
 #[derive(Clone)]
 enum Source {
     Client(kube::Client),
-    /// The tool's connection pool: the kube client (a dispatch task and channel) is made on
+    /// The tool's connection: the kube client (a dispatch task and channel) is made on
     /// first use, so a request answered from the watch cache makes none.
     Connector {
         connector: ToolConnector,
@@ -125,7 +125,7 @@ impl ToolRuntime {
         Self::from_source(Source::Client(client), tool, continuous)
     }
 
-    /// Over a tool's connection pool (the gateway's requests).
+    /// Over a tool's connection (the gateway's requests).
     pub fn over(connector: ToolConnector, tool: &str, continuous: ContinuousComponent) -> Self {
         let source = Source::Connector {
             connector,
@@ -168,7 +168,7 @@ impl ToolRuntime {
         }
     }
 
-    /// The tool's connection pool, when the runtime was made over one (the watch cache follows
+    /// The tool's connection, when the runtime was made over one (the watch cache follows
     /// the tool's objects with it).
     pub fn connector(&self) -> Option<&ToolConnector> {
         match &self.source {

@@ -328,7 +328,7 @@ fn render_metrics(state: &AppState) -> String {
         (
             "jobs_gateway_kube_connected_tools",
             "gauge",
-            "warm tools with an open apiserver connection pool",
+            "warm tools with an open apiserver connection",
             state.credentials.connected_tools() as u64,
         ),
     ])

@@ -1,7 +1,7 @@
 //! Warm reads from watches (`JOBS_GATEWAY_WATCH_CACHE=on`): list and show of a tool in use
 //! are answered from LIST+WATCH feeds of its objects instead of six LIST calls each.
 //!
-//! * **As the tool.** A tool's feeds use the tool's own connection pool, the one its requests
+//! * **As the tool.** A tool's feeds use the tool's own connection, the one its requests
 //!   use, so RBAC decides what they may see, as for a direct read; its watches are HTTP/2
 //!   streams on the tool's one connection, read without a kube client ([`stream`]).
 //! * **Five feeds per tool**: its Jobs (one-off and those of cron jobs, told apart by label
@@ -206,42 +206,45 @@ impl WatchCache {
         }
     }
 
+    /// The tool's running feeds, or new ones. Called for every read: finds the tool's feeds
+    /// without allocating its name.
     fn feeds_of(&self, rt: &ToolRuntime) -> Result<Arc<ToolFeeds>, &'static str> {
         let Some(connector) = rt.connector() else {
             return Err("no_connection");
         };
-        let tool = rt.tool().to_string();
+        let tool = rt.tool();
         let mut tools = lock(&self.tools);
-        if let Some(f) = tools.get(&tool) {
-            if !f.broken.load(Ordering::Acquire) {
+        match tools.get(tool) {
+            Some(f) if !f.broken.load(Ordering::Acquire) => {
                 if f.connector.same(connector) {
                     return Ok(f.clone());
                 }
                 // the tool's credentials were read again (rotated, or evicted and reloaded):
-                // feeds on its current connection replace those on the old one
-                tools.remove(&tool);
-                let writes = self.writes_of(&tool);
-                let feeds = Arc::new(ToolFeeds::start(rt, connector, writes, self.settings));
-                tools.insert(tool, feeds.clone());
-                return Ok(feeds);
+                // feeds on its current connection replace those on the old one, below
             }
-            tools.remove(&tool);
-            let mut failures = lock(&self.failures);
-            let entry = failures.entry(tool.clone()).or_insert((0, Instant::now()));
-            entry.0 = entry.0.saturating_add(1);
-            // 1 s, 2 s, 4 s … up to a minute before the next try
-            let pause = Duration::from_secs(1 << entry.0.min(6)).min(Duration::from_secs(60));
-            entry.1 = Instant::now() + pause;
-            return Err("watch_failed");
-        }
-        if let Some((_, until)) = lock(&self.failures).get(&tool) {
-            if Instant::now() < *until {
-                return Err("backoff");
+            Some(_) => {
+                tools.remove(tool);
+                let mut failures = lock(&self.failures);
+                let entry = failures
+                    .entry(tool.to_string())
+                    .or_insert((0, Instant::now()));
+                entry.0 = entry.0.saturating_add(1);
+                // 1 s, 2 s, 4 s … up to a minute before the next try
+                let pause = Duration::from_secs(1 << entry.0.min(6)).min(Duration::from_secs(60));
+                entry.1 = Instant::now() + pause;
+                return Err("watch_failed");
+            }
+            None => {
+                if let Some((_, until)) = lock(&self.failures).get(tool) {
+                    if Instant::now() < *until {
+                        return Err("backoff");
+                    }
+                }
             }
         }
-        let writes = self.writes_of(&tool);
+        let writes = self.writes_of(tool);
         let feeds = Arc::new(ToolFeeds::start(rt, connector, writes, self.settings));
-        tools.insert(tool, feeds.clone());
+        tools.insert(tool.to_string(), feeds.clone());
         Ok(feeds)
     }
 

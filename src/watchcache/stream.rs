@@ -1,4 +1,4 @@
-//! LIST and WATCH of one kind in a tool's namespace over the tool's own connection pool,
+//! LIST and WATCH of one kind in a tool's namespace over the tool's own connection,
 //! read without kube's client: the watch's body is split into lines as its frames arrive, and
 //! only a line split across frames is copied (no read buffer is kept between events).
 
