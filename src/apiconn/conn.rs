@@ -1,0 +1,1025 @@
+//! One open HTTP/2 connection over rustls: its streams, flow control, and the task that
+//! reads it.
+//!
+//! Everything lives in one [`State`] under a mutex: the TLS session, the HPACK decoder, and a
+//! small table of open streams. Nothing is buffered that is not in flight:
+//!
+//! * frames to send are encoded straight into the TLS session, which encrypts them at once,
+//!   and written to the socket without waiting (what the socket does not take, the driver
+//!   writes when it can);
+//! * the driver decrypts what arrives into a buffer on its thread's stack and splits it into
+//!   frames there; only a frame cut at the end of a read is kept until the rest comes;
+//! * a stream keeps the data frames its reader has not taken yet, within its window.
+//!
+//! So an idle connection costs its TLS session and a few hundred bytes, where h2 kept a 16 KiB
+//! write buffer, an 8 KiB read buffer and HPACK tables per connection.
+
+use std::collections::VecDeque;
+use std::io::{self, Read as _, Write as _};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::frame::{self, Head, ProtocolError};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// How often an open connection is pinged.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Receive windows (as hyper's client sets them): a large list is not held up by window
+/// updates; nothing is allocated for them until data arrives.
+const STREAM_WINDOW: u32 = 2 << 20;
+const CONNECTION_WINDOW: u32 = 5 << 20;
+/// Streams opened before the apiserver's SETTINGS say how many it takes.
+const FIRST_STREAM_LIMIT: usize = 100;
+/// The largest header block taken, and the most fields in it (a response head of the
+/// apiserver is well under 1 KiB, in about ten fields).
+const MAX_HEADER_BLOCK: usize = 64 << 10;
+const MAX_HEADER_FIELDS: usize = 128;
+
+/// Why a request failed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    message: String,
+    /// The apiserver never processed the request (refused, above a GOAWAY's last stream, or
+    /// never sent): sending it again is safe for any method.
+    unprocessed: bool,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>, unprocessed: bool) -> Self {
+        Self {
+            message: message.into(),
+            unprocessed,
+        }
+    }
+
+    pub fn unprocessed(&self) -> bool {
+        self.unprocessed
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A request's stream.
+struct Stream {
+    id: u32,
+    /// The response head, until the request takes it.
+    head: Option<Box<http::response::Parts>>,
+    got_head: bool,
+    /// Data received and not read yet.
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
+    /// The apiserver ended the stream.
+    remote_done: bool,
+    /// This side sent the request's end.
+    local_done: bool,
+    failed: Option<Failure>,
+    waker: Option<Waker>,
+    /// What this side may still send.
+    send_window: i64,
+    /// Data read since the stream's window was last opened again.
+    unacked: u32,
+}
+
+impl Stream {
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        if self.failed.is_none() {
+            self.failed = Some(failure);
+        }
+        self.remote_done = true;
+        self.wake();
+    }
+}
+
+struct State {
+    tls: rustls::ClientConnection,
+    hpack: httlib_hpack::Decoder<'static>,
+    /// The start of a frame whose rest has not arrived.
+    inbox: Vec<u8>,
+    /// A header block waiting for its CONTINUATION frames: stream, END_STREAM, fragments.
+    header_block: Option<(u32, bool, Vec<u8>)>,
+    streams: Vec<Stream>,
+    next_id: u32,
+    peer_max_frame: usize,
+    peer_initial_window: i64,
+    peer_max_streams: usize,
+    send_window: i64,
+    /// Data read (or discarded) since the connection's window was last opened again.
+    recv_unacked: u32,
+    /// What the apiserver may still send on the connection.
+    recv_window: i64,
+    /// The last stream id of a GOAWAY received.
+    goaway: Option<u32>,
+    /// Why the connection ended.
+    dead: Option<String>,
+    /// The handle is gone: close once the streams are done.
+    released: bool,
+    ping_sent: Option<Instant>,
+    next_ping: Instant,
+}
+
+impl State {
+    fn stream(&mut self, id: u32) -> Option<&mut Stream> {
+        self.streams.iter_mut().find(|s| s.id == id)
+    }
+
+    fn remove(&mut self, id: u32) -> Option<Stream> {
+        let at = self.streams.iter().position(|s| s.id == id)?;
+        let stream = self.streams.swap_remove(at);
+        if self.streams.is_empty() {
+            self.streams = Vec::new();
+        }
+        Some(stream)
+    }
+
+    /// Why no new stream may be opened here, if so.
+    fn closed_for_new(&self) -> Option<String> {
+        if let Some(why) = &self.dead {
+            return Some(why.clone());
+        }
+        if self.goaway.is_some() {
+            return Some("the apiserver is closing the connection (GOAWAY)".into());
+        }
+        if self.released || self.next_id > i32::MAX as u32 {
+            return Some("the connection is closing".into());
+        }
+        None
+    }
+
+    /// Encodes frames into the TLS session (encrypted at once; written by [`Conn::flush`]).
+    fn send(&mut self, frames: &[u8]) {
+        if self.dead.is_some() {
+            return;
+        }
+        if let Err(e) = self.tls.writer().write_all(frames) {
+            self.die(format!("writing to the connection: {e}"));
+        }
+    }
+
+    fn send_frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        let mut out = Vec::with_capacity(Head::SIZE + payload.len());
+        frame::put(&mut out, kind, flags, stream, payload);
+        self.send(&out);
+    }
+
+    /// Ends the connection: every stream not ended yet fails with `why`.
+    fn die(&mut self, why: String) {
+        if self.dead.is_some() {
+            return;
+        }
+        for stream in &mut self.streams {
+            if !stream.remote_done {
+                stream.fail(Failure::new(why.clone(), false));
+            }
+        }
+        self.header_block = None;
+        self.inbox = Vec::new();
+        self.dead = Some(why);
+    }
+
+    /// Ends the connection for a frame that breaks the protocol, telling the apiserver.
+    fn protocol_error(&mut self, e: ProtocolError) {
+        let mut out = Vec::new();
+        // a client processes no streams of the server's: the last stream id is 0
+        frame::put_goaway(&mut out, 0, e.code);
+        self.send(&out);
+        self.die(format!(
+            "HTTP/2 protocol error ({}): {}",
+            frame::reason(e.code),
+            e.what
+        ));
+    }
+
+    /// Gives the connection's window back once half of it has been read.
+    fn reopen_connection_window(&mut self, read: usize) {
+        self.recv_unacked = self
+            .recv_unacked
+            .saturating_add(u32::try_from(read).unwrap_or(u32::MAX));
+        if self.recv_unacked >= CONNECTION_WINDOW / 2 {
+            let mut out = Vec::new();
+            frame::put_u32(&mut out, frame::WINDOW_UPDATE, 0, self.recv_unacked);
+            self.recv_window += i64::from(self.recv_unacked);
+            self.recv_unacked = 0;
+            self.send(&out);
+        }
+    }
+
+    /// Takes what the TLS session decrypted and handles its frames.
+    fn take_plaintext(&mut self) {
+        let mut buf = [0u8; frame::MAX_FRAME + Head::SIZE];
+        while self.dead.is_none() {
+            match self.tls.reader().read(&mut buf) {
+                Ok(0) => self.die("the apiserver closed the connection".into()),
+                Ok(n) => {
+                    if let Err(e) = self.on_bytes(&buf[..n]) {
+                        self.protocol_error(e);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => self.die(format!("reading the connection: {e}")),
+            }
+        }
+    }
+
+    fn on_bytes(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        if self.inbox.is_empty() {
+            let used = self.on_frames(data)?;
+            if used < data.len() {
+                self.inbox = data[used..].to_vec();
+            }
+            return Ok(());
+        }
+        let mut inbox = std::mem::take(&mut self.inbox);
+        inbox.extend_from_slice(data);
+        let used = self.on_frames(&inbox)?;
+        if used < inbox.len() && self.dead.is_none() {
+            inbox.drain(..used);
+            inbox.shrink_to(frame::MAX_FRAME + Head::SIZE);
+            self.inbox = inbox;
+        }
+        Ok(())
+    }
+
+    /// Handles the whole frames at the start of `data`; how many bytes they took.
+    fn on_frames(&mut self, data: &[u8]) -> Result<usize, ProtocolError> {
+        let mut at = 0;
+        while let Some(head) = Head::parse(&data[at..]) {
+            if head.len > frame::MAX_FRAME {
+                return Err(ProtocolError::new(0x6, "a frame larger than allowed"));
+            }
+            let end = at + Head::SIZE + head.len;
+            let Some(payload) = data.get(at + Head::SIZE..end) else {
+                break;
+            };
+            self.on_frame(head, payload)?;
+            at = end;
+            if self.dead.is_some() {
+                break;
+            }
+        }
+        Ok(at)
+    }
+
+    fn on_frame(&mut self, head: Head, payload: &[u8]) -> Result<(), ProtocolError> {
+        if let Some((id, _, _)) = &self.header_block {
+            if head.kind != frame::CONTINUATION || head.stream != *id {
+                return Err(ProtocolError::new(
+                    frame::PROTOCOL_ERROR,
+                    "a header block not followed by its CONTINUATION",
+                ));
+            }
+        }
+        match head.kind {
+            frame::DATA => self.on_data(head, payload),
+            frame::HEADERS => {
+                let fragment = frame::header_fragment(head.flags, payload)?;
+                let end_stream = head.flags & frame::END_STREAM != 0;
+                if head.flags & frame::END_HEADERS != 0 {
+                    self.on_header_block(head.stream, end_stream, fragment)
+                } else {
+                    self.header_block = Some((head.stream, end_stream, fragment.to_vec()));
+                    Ok(())
+                }
+            }
+            frame::CONTINUATION => {
+                let Some((id, end_stream, mut block)) = self.header_block.take() else {
+                    return Err(ProtocolError::new(
+                        frame::PROTOCOL_ERROR,
+                        "a CONTINUATION without a header block",
+                    ));
+                };
+                block.extend_from_slice(payload);
+                if block.len() > MAX_HEADER_BLOCK {
+                    return Err(ProtocolError::new(
+                        frame::PROTOCOL_ERROR,
+                        "a header block larger than 64 KiB",
+                    ));
+                }
+                if head.flags & frame::END_HEADERS != 0 {
+                    self.on_header_block(id, end_stream, &block)
+                } else {
+                    self.header_block = Some((id, end_stream, block));
+                    Ok(())
+                }
+            }
+            frame::RST_STREAM => {
+                let code = frame::leading_u32(payload, false)?;
+                if let Some(stream) = self.stream(head.stream) {
+                    if stream.remote_done && code == frame::NO_ERROR {
+                        // the response is whole; the apiserver only wants no more of the
+                        // request's body (RFC 9113 §8.1)
+                        stream.local_done = true;
+                        return Ok(());
+                    }
+                    stream.fail(Failure::new(
+                        format!("the apiserver reset the stream ({})", frame::reason(code)),
+                        code == frame::REFUSED_STREAM,
+                    ));
+                }
+                Ok(())
+            }
+            frame::SETTINGS => self.on_settings(head, payload),
+            frame::PING => {
+                if head.flags & frame::ACK != 0 {
+                    self.ping_sent = None;
+                    self.next_ping = Instant::now() + KEEPALIVE;
+                } else {
+                    self.send_frame(frame::PING, frame::ACK, 0, payload);
+                }
+                Ok(())
+            }
+            frame::GOAWAY => {
+                let last = frame::leading_u32(payload, true)?;
+                let code = frame::leading_u32(payload.get(4..).unwrap_or(&[]), false)
+                    .unwrap_or(frame::NO_ERROR);
+                self.goaway = Some(last);
+                for stream in &mut self.streams {
+                    if stream.id > last {
+                        stream.fail(Failure::new(
+                            format!(
+                                "the apiserver closed the connection before taking the request \
+                                 (GOAWAY, {})",
+                                frame::reason(code)
+                            ),
+                            true,
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            frame::WINDOW_UPDATE => {
+                let increment = i64::from(frame::leading_u32(payload, true)?);
+                if increment == 0 {
+                    if head.stream == 0 {
+                        return Err(ProtocolError::new(
+                            frame::PROTOCOL_ERROR,
+                            "a WINDOW_UPDATE of 0",
+                        ));
+                    }
+                    self.reset(
+                        head.stream,
+                        frame::PROTOCOL_ERROR,
+                        "the apiserver sent a WINDOW_UPDATE of 0",
+                    );
+                    return Ok(());
+                }
+                if head.stream == 0 {
+                    self.send_window += increment;
+                    if self.send_window > frame::MAX_WINDOW {
+                        return Err(ProtocolError::new(
+                            frame::FLOW_CONTROL_ERROR,
+                            "the connection's window overflowed",
+                        ));
+                    }
+                } else if let Some(stream) = self.stream(head.stream) {
+                    stream.send_window += increment;
+                    if stream.send_window > frame::MAX_WINDOW {
+                        self.reset(
+                            head.stream,
+                            frame::FLOW_CONTROL_ERROR,
+                            "the stream's window overflowed",
+                        );
+                    }
+                }
+                Ok(())
+            }
+            frame::PUSH_PROMISE => Err(ProtocolError::new(
+                frame::PROTOCOL_ERROR,
+                "a PUSH_PROMISE though push is disabled",
+            )),
+            // PRIORITY, and frame types this client does not know, are ignored
+            _ => Ok(()),
+        }
+    }
+
+    fn on_data(&mut self, head: Head, payload: &[u8]) -> Result<(), ProtocolError> {
+        if head.stream == 0 {
+            return Err(ProtocolError::new(
+                frame::PROTOCOL_ERROR,
+                "a DATA frame on stream 0",
+            ));
+        }
+        // the whole frame, padding included, counts against the connection's window
+        self.recv_window -= payload.len() as i64;
+        if self.recv_window < 0 {
+            return Err(ProtocolError::new(
+                frame::FLOW_CONTROL_ERROR,
+                "the apiserver sent more than the connection's window",
+            ));
+        }
+        let data = frame::unpad(head.flags, payload)?;
+        let end_stream = head.flags & frame::END_STREAM != 0;
+        let padding = payload.len() - data.len();
+        // padding is given back at once, as is data for a stream this side has closed
+        let mut discarded = padding;
+        let mut refused = None;
+        match self.stream(head.stream) {
+            Some(stream) if !stream.remote_done => {
+                stream.buffered += data.len();
+                stream.unacked = stream.unacked.saturating_add(padding as u32);
+                if !stream.got_head {
+                    refused = Some((frame::PROTOCOL_ERROR, "data before a response head"));
+                } else if stream.buffered + stream.unacked as usize > STREAM_WINDOW as usize {
+                    refused = Some((
+                        frame::FLOW_CONTROL_ERROR,
+                        "the apiserver sent more than the stream's window",
+                    ));
+                } else {
+                    if !data.is_empty() {
+                        stream.chunks.push_back(Bytes::copy_from_slice(data));
+                    }
+                    stream.remote_done = end_stream;
+                    stream.wake();
+                }
+            }
+            _ => discarded += data.len(),
+        }
+        if let Some((code, why)) = refused {
+            discarded += data.len();
+            self.reset(head.stream, code, why);
+        }
+        if discarded > 0 {
+            self.reopen_connection_window(discarded);
+        }
+        Ok(())
+    }
+
+    /// Fails a stream and tells the apiserver (RST_STREAM with `code`).
+    fn reset(&mut self, id: u32, code: u32, why: &str) {
+        if let Some(stream) = self.stream(id) {
+            stream.fail(Failure::new(why, false));
+            let mut out = Vec::new();
+            frame::put_u32(&mut out, frame::RST_STREAM, id, code);
+            self.send(&out);
+        }
+    }
+
+    fn on_header_block(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        block: &[u8],
+    ) -> Result<(), ProtocolError> {
+        // decoded even for a stream already closed: the decoder's table must follow the
+        // apiserver's encoder
+        let mut buf = block.to_vec();
+        let mut fields = Vec::with_capacity(MAX_HEADER_FIELDS);
+        let hpack = &mut self.hpack;
+        // the decoder panics on some truncated input: that is an error like the others
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            hpack.decode_exact(&mut buf, &mut fields)
+        }));
+        match decoded {
+            Ok(Ok(_)) if buf.is_empty() => {}
+            Ok(Ok(_)) => {
+                return Err(ProtocolError::new(
+                    frame::COMPRESSION_ERROR,
+                    "a header block of more than 128 fields",
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(ProtocolError::new(
+                    frame::COMPRESSION_ERROR,
+                    format!("a header block that does not decode ({e:?})"),
+                ))
+            }
+            Err(_) => {
+                return Err(ProtocolError::new(
+                    frame::COMPRESSION_ERROR,
+                    "a header block that does not decode",
+                ))
+            }
+        }
+        let Some(stream) = self.stream(id) else {
+            return Ok(());
+        };
+        if stream.remote_done {
+            return Ok(());
+        }
+        if !stream.got_head {
+            match frame::response_head(&fields) {
+                Ok(Some(parts)) => {
+                    stream.head = Some(Box::new(parts));
+                    stream.got_head = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    stream.fail(Failure::new(e, false));
+                    let mut out = Vec::new();
+                    frame::put_u32(&mut out, frame::RST_STREAM, id, frame::PROTOCOL_ERROR);
+                    self.send(&out);
+                    return Ok(());
+                }
+            }
+        }
+        // a later block is trailers, which nothing here reads
+        if end_stream {
+            stream.remote_done = true;
+            if !stream.got_head {
+                stream.fail(Failure::new("a stream ended without a response", false));
+            }
+        }
+        stream.wake();
+        Ok(())
+    }
+
+    fn on_settings(&mut self, head: Head, payload: &[u8]) -> Result<(), ProtocolError> {
+        if head.flags & frame::ACK != 0 {
+            return Ok(());
+        }
+        for (id, value) in frame::settings(payload)? {
+            match id {
+                frame::SETTINGS_MAX_CONCURRENT_STREAMS => {
+                    self.peer_max_streams = usize::try_from(value).unwrap_or(usize::MAX);
+                }
+                frame::SETTINGS_INITIAL_WINDOW_SIZE => {
+                    let value = i64::from(value);
+                    if value > frame::MAX_WINDOW {
+                        return Err(ProtocolError::new(
+                            frame::FLOW_CONTROL_ERROR,
+                            "an initial window above the maximum",
+                        ));
+                    }
+                    let delta = value - self.peer_initial_window;
+                    self.peer_initial_window = value;
+                    for stream in &mut self.streams {
+                        stream.send_window += delta;
+                    }
+                }
+                frame::SETTINGS_MAX_FRAME_SIZE => {
+                    if !(16_384..=16_777_215).contains(&value) {
+                        return Err(ProtocolError::new(
+                            frame::PROTOCOL_ERROR,
+                            "a maximum frame size out of range",
+                        ));
+                    }
+                    self.peer_max_frame = value as usize;
+                }
+                _ => {}
+            }
+        }
+        self.send_frame(frame::SETTINGS, frame::ACK, 0, &[]);
+        Ok(())
+    }
+}
+
+/// Reads and writes the socket without waiting, for rustls.
+struct Io<'a>(&'a TcpStream);
+
+impl io::Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl io::Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An open connection, shared by its requests, their bodies and its driver task.
+pub struct Conn {
+    tcp: TcpStream,
+    state: Mutex<State>,
+    /// Wakes the driver: something is left to write, a stream ended, the handle was released.
+    driver: Notify,
+    /// Wakes requests waiting for a stream slot or for window to send their body.
+    room: Notify,
+}
+
+impl Conn {
+    /// Starts HTTP/2 on a connection whose TLS handshake is done (and agreed on h2), and the
+    /// task that drives it.
+    pub fn start(tcp: TcpStream, mut tls: rustls::ClientConnection) -> Arc<Self> {
+        // what is sent is bounded by flow control and the requests in flight, so rustls need
+        // not refuse writes while the socket is full
+        tls.set_buffer_limit(None);
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(frame::PREFACE);
+        frame::put_settings(
+            &mut out,
+            &[
+                (frame::SETTINGS_ENABLE_PUSH, 0),
+                // the apiserver adds nothing to a table this side would have to keep
+                (frame::SETTINGS_HEADER_TABLE_SIZE, 0),
+                (frame::SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+            ],
+        );
+        frame::put_u32(
+            &mut out,
+            frame::WINDOW_UPDATE,
+            0,
+            CONNECTION_WINDOW - frame::DEFAULT_WINDOW,
+        );
+        let mut state = State {
+            tls,
+            hpack: httlib_hpack::Decoder::with_dynamic_size(0),
+            inbox: Vec::new(),
+            header_block: None,
+            streams: Vec::new(),
+            next_id: 1,
+            peer_max_frame: frame::MAX_FRAME,
+            peer_initial_window: i64::from(frame::DEFAULT_WINDOW),
+            peer_max_streams: FIRST_STREAM_LIMIT,
+            send_window: i64::from(frame::DEFAULT_WINDOW),
+            recv_unacked: 0,
+            recv_window: i64::from(CONNECTION_WINDOW),
+            goaway: None,
+            dead: None,
+            released: false,
+            ping_sent: None,
+            next_ping: Instant::now() + KEEPALIVE,
+        };
+        state.send(&out);
+        // records that came with the handshake's last flight (a TLS 1.2 apiserver's SETTINGS)
+        // are in the session already: no socket readiness will announce them
+        match state.tls.process_new_packets() {
+            Ok(_) => state.take_plaintext(),
+            Err(e) => state.die(format!("TLS: {e}")),
+        }
+        let conn = Arc::new(Self {
+            tcp,
+            state: Mutex::new(state),
+            driver: Notify::new(),
+            room: Notify::new(),
+        });
+        tokio::spawn(drive(conn.clone()));
+        conn
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // a panic elsewhere while holding the lock leaves a state that is still consistent
+        // enough to fail the streams: take it
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes what the TLS session holds, as far as the socket takes it now; the driver
+    /// writes the rest when the socket can take it.
+    fn flush(&self, state: &mut State) {
+        // also when the connection just died: a GOAWAY saying why goes out if it can
+        while state.tls.wants_write() {
+            match state.tls.write_tls(&mut Io(&self.tcp)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.driver.notify_one();
+                    break;
+                }
+                Err(e) => {
+                    state.die(format!("writing to the connection: {e}"));
+                    break;
+                }
+            }
+        }
+        if state.dead.is_some() {
+            // whatever ended it (here, or while encoding frames): waiting requests and the
+            // driver learn it now
+            self.room.notify_waiters();
+            self.driver.notify_one();
+        }
+    }
+
+    /// Whether new requests may use this connection.
+    pub fn usable(&self) -> bool {
+        self.lock().closed_for_new().is_none()
+    }
+
+    /// The handle is gone: the connection closes once its streams are done.
+    pub fn release(&self) {
+        self.lock().released = true;
+        self.driver.notify_one();
+        self.room.notify_waiters();
+    }
+
+    /// Sends a request and waits for its response head.
+    pub async fn request(
+        self: &Arc<Self>,
+        method: &http::Method,
+        authority: &str,
+        path: &str,
+        headers: &http::HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Response<Body>, Failure> {
+        let block = frame::request_block(method, authority, path, headers);
+        let end = body.is_empty();
+        let id = loop {
+            let room = self.room.notified();
+            {
+                let mut state = self.lock();
+                if let Some(why) = state.closed_for_new() {
+                    return Err(Failure::new(why, true));
+                }
+                if state.streams.len() < state.peer_max_streams {
+                    let id = state.next_id;
+                    state.next_id += 2;
+                    let mut out = Vec::with_capacity(block.len() + 2 * Head::SIZE);
+                    frame::put_header_block(&mut out, id, &block, end, state.peer_max_frame);
+                    let send_window = state.peer_initial_window;
+                    state.streams.push(Stream {
+                        id,
+                        head: None,
+                        got_head: false,
+                        chunks: VecDeque::new(),
+                        buffered: 0,
+                        remote_done: false,
+                        local_done: end,
+                        failed: None,
+                        waker: None,
+                        send_window,
+                        unacked: 0,
+                    });
+                    state.send(&out);
+                    self.flush(&mut state);
+                    break id;
+                }
+            }
+            room.await;
+        };
+        // from here, dropping the request (a timeout) resets its stream
+        let mut response = Body {
+            conn: self.clone(),
+            id,
+            done: false,
+        };
+        let mut sent = 0;
+        while sent < body.len() {
+            let room = self.room.notified();
+            {
+                let mut state = self.lock();
+                let max_frame = state.peer_max_frame as i64;
+                let connection_window = state.send_window;
+                let Some(stream) = state.stream(id) else {
+                    return Err(Failure::new("the stream was closed", false));
+                };
+                if stream.remote_done && stream.got_head {
+                    // answered before the whole body was sent: the answer is read below
+                    break;
+                }
+                if let Some(failure) = &stream.failed {
+                    return Err(failure.clone());
+                }
+                let room_now = connection_window.min(stream.send_window).min(max_frame);
+                if room_now > 0 {
+                    let n = usize::try_from(room_now)
+                        .unwrap_or(usize::MAX)
+                        .min(body.len() - sent);
+                    let last = sent + n == body.len();
+                    stream.send_window -= n as i64;
+                    stream.local_done = last;
+                    state.send_window -= n as i64;
+                    state.send_frame(
+                        frame::DATA,
+                        if last { frame::END_STREAM } else { 0 },
+                        id,
+                        &body[sent..sent + n],
+                    );
+                    self.flush(&mut state);
+                    sent += n;
+                    continue;
+                }
+            }
+            room.await;
+        }
+        let head = std::future::poll_fn(|cx| response.poll_head(cx)).await?;
+        Ok(http::Response::from_parts(*head, response))
+    }
+
+    /// Closes a stream its request no longer reads: resets it if it is not over, gives the
+    /// window of what it held back.
+    fn close_stream(&self, id: u32) {
+        let mut state = self.lock();
+        if let Some(stream) = state.remove(id) {
+            if !(stream.remote_done && stream.local_done) && state.dead.is_none() {
+                let mut out = Vec::new();
+                frame::put_u32(&mut out, frame::RST_STREAM, id, frame::CANCEL);
+                state.send(&out);
+            }
+            if stream.buffered > 0 {
+                state.reopen_connection_window(stream.buffered);
+            }
+            self.flush(&mut state);
+        }
+        drop(state);
+        self.room.notify_waiters();
+        self.driver.notify_one();
+    }
+
+    /// Reads what arrived on the socket.
+    fn on_readable(&self) {
+        let mut state = self.lock();
+        loop {
+            if state.dead.is_some() {
+                break;
+            }
+            match state.tls.read_tls(&mut Io(&self.tcp)) {
+                Ok(0) => state.die("the apiserver closed the connection".into()),
+                Ok(_) => match state.tls.process_new_packets() {
+                    Ok(_) => state.take_plaintext(),
+                    Err(e) => {
+                        // rustls has queued an alert to tell the apiserver
+                        self.flush(&mut state);
+                        state.die(format!("TLS: {e}"));
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => state.die(format!("reading the connection: {e}")),
+            }
+        }
+        // acknowledgements and window updates the frames asked for
+        self.flush(&mut state);
+        drop(state);
+        self.room.notify_waiters();
+    }
+
+    /// A keepalive tick: pings, or ends a connection whose ping went unanswered. When the next
+    /// tick is due.
+    fn on_tick(&self) -> Instant {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match state.ping_sent {
+            Some(sent) if now >= sent + KEEPALIVE_TIMEOUT => {
+                tracing::debug!("an apiserver connection did not answer a ping; closing it");
+                state.die("the apiserver did not answer a ping".into());
+                drop(state);
+                self.room.notify_waiters();
+                now + KEEPALIVE
+            }
+            Some(sent) => sent + KEEPALIVE_TIMEOUT,
+            None if now >= state.next_ping => {
+                state.send_frame(frame::PING, 0, 0, &[0; 8]);
+                state.ping_sent = Some(now);
+                self.flush(&mut state);
+                now + KEEPALIVE_TIMEOUT
+            }
+            None => state.next_ping,
+        }
+    }
+}
+
+/// Drives a connection: reads it, writes what the socket did not take at once, pings it; ends
+/// when it died, or when its handle is gone and its streams are done (saying GOAWAY).
+async fn drive(conn: Arc<Conn>) {
+    let tick = tokio::time::sleep(KEEPALIVE);
+    tokio::pin!(tick);
+    loop {
+        let want_write = {
+            let mut state = conn.lock();
+            if state.dead.is_some() {
+                break;
+            }
+            if state.released && state.streams.is_empty() {
+                let mut out = Vec::new();
+                frame::put_goaway(&mut out, 0, frame::NO_ERROR);
+                state.send(&out);
+                state.tls.send_close_notify();
+                conn.flush(&mut state);
+                state.dead = Some("the connection is closed".into());
+                break;
+            }
+            state.tls.wants_write()
+        };
+        tokio::select! {
+            ready = conn.tcp.readable() => match ready {
+                Ok(()) => conn.on_readable(),
+                Err(e) => conn.lock().die(format!("reading the connection: {e}")),
+            },
+            ready = conn.tcp.writable(), if want_write => match ready {
+                Ok(()) => {
+                    let mut state = conn.lock();
+                    conn.flush(&mut state);
+                }
+                Err(e) => conn.lock().die(format!("writing to the connection: {e}")),
+            },
+            () = conn.driver.notified() => {}
+            () = &mut tick => {
+                let next = conn.on_tick();
+                tick.as_mut().reset(tokio::time::Instant::from_std(next));
+            }
+        }
+    }
+    conn.room.notify_waiters();
+}
+
+/// A response body, read from its stream as data arrives; the stream's window reopens as it
+/// is read, not before. Dropping it before its end resets the stream.
+pub struct Body {
+    conn: Arc<Conn>,
+    id: u32,
+    done: bool,
+}
+
+impl Body {
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Box<http::response::Parts>, Failure>> {
+        let mut state = self.conn.lock();
+        let Some(stream) = state.stream(self.id) else {
+            return Poll::Ready(Err(Failure::new("the stream was closed", false)));
+        };
+        if let Some(head) = stream.head.take() {
+            return Poll::Ready(Ok(head));
+        }
+        if let Some(failure) = &stream.failed {
+            return Poll::Ready(Err(failure.clone()));
+        }
+        stream.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let conn = self.conn.clone();
+        let id = self.id;
+        let mut state = conn.lock();
+        let Some(stream) = state.stream(id) else {
+            self.done = true;
+            return Poll::Ready(Some(Err("the stream was closed".into())));
+        };
+        if let Some(data) = stream.chunks.pop_front() {
+            let n = data.len();
+            stream.buffered -= n;
+            if !stream.remote_done {
+                stream.unacked = stream.unacked.saturating_add(n as u32);
+            }
+            let mut out = Vec::new();
+            if stream.unacked >= STREAM_WINDOW / 2 {
+                frame::put_u32(&mut out, frame::WINDOW_UPDATE, id, stream.unacked);
+                stream.unacked = 0;
+            }
+            if stream.chunks.is_empty() {
+                stream.chunks = VecDeque::new();
+            }
+            if !out.is_empty() {
+                state.send(&out);
+            }
+            state.reopen_connection_window(n);
+            conn.flush(&mut state);
+            return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+        }
+        if let Some(failure) = &stream.failed {
+            let failure = failure.clone();
+            drop(state);
+            self.done = true;
+            conn.close_stream(id);
+            return Poll::Ready(Some(Err(Box::new(failure))));
+        }
+        if stream.remote_done {
+            drop(state);
+            self.done = true;
+            conn.close_stream(id);
+            return Poll::Ready(None);
+        }
+        stream.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_stream(self.id);
+        }
+    }
+}
