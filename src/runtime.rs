@@ -19,6 +19,12 @@ use crate::credentials::ToolConnector;
 use crate::writes::Writes;
 use jobs_core::labels::{self, selector_string, Component, ContinuousComponent};
 
+/// The events a reply reads: a job's `FailedCreate` events say why it could not start (out of
+/// quota), and no other event changes any status text. Asking the apiserver for those only
+/// keeps the rest (scheduling, pulls, starts: most events of a namespace) out of every read and
+/// out of the watch cache.
+pub const JOB_EVENTS: &str = "involvedObject.kind=Job,reason=FailedCreate";
+
 /// What Kubernetes holds for a tool's jobs (optionally narrowed to one name).
 #[derive(Default)]
 pub struct Snapshot {
@@ -292,7 +298,7 @@ impl ToolRuntime {
                 }
             },
             self.list_of::<Pod>(params(&self.sel(None, name))),
-            self.list_of::<Event>(ListParams::default().fields("involvedObject.kind=Job")),
+            self.list_of::<Event>(ListParams::default().fields(JOB_EVENTS)),
         )?;
         Ok(Snapshot {
             jobs,

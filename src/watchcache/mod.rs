@@ -327,7 +327,7 @@ impl ToolFeeds {
             ),
             (Watched::of::<Pod>(ns, sel(None), None), pods.clone()),
             (
-                Watched::of::<Event>(ns, None, Some("involvedObject.kind=Job".into())),
+                Watched::of::<Event>(ns, None, Some(crate::runtime::JOB_EVENTS.into())),
                 events.clone(),
             ),
         ];
@@ -509,13 +509,16 @@ async fn follow(
     'list: loop {
         // the list's and the watch's futures are boxed: what stays in the task's state while
         // it waits for events is a pointer, not the largest state of any request
-        let (mut version, objects) = Box::pin(stream::list(
+        // (the request is made in a statement of its own: a temporary of the awaiting
+        // statement would keep its room in this future's state)
+        let request = what.list()?;
+        let listing = Box::pin(stream::list(
             connector,
-            what.list()?,
+            request,
             &what.plural,
             feed.drop_spec,
-        ))
-        .await?;
+        ));
+        let (mut version, objects) = listing.await?;
         feed.replace(objects, version.parse().unwrap_or(0));
         feed.set_live(true);
         // watches in a row that ended at once without an event
@@ -552,7 +555,9 @@ async fn follow(
                     async move {
                         if let Some((object, gone)) = step {
                             if !delay.is_zero() {
-                                tokio::time::sleep(delay).await;
+                                // boxed: tests only, and a sleep is 112 bytes of every
+                                // waiting watch's state otherwise
+                                Box::pin(tokio::time::sleep(delay)).await;
                             }
                             if gone {
                                 feed.remove(&object);
@@ -582,7 +587,7 @@ async fn follow(
                 if hasty > 5 {
                     return Err("the watch keeps ending as soon as it is opened".into());
                 }
-                tokio::time::sleep(Duration::from_millis(50 << hasty)).await;
+                Box::pin(tokio::time::sleep(Duration::from_millis(50 << hasty))).await;
             } else {
                 hasty = 0;
             }

@@ -261,7 +261,9 @@ where
     F: FnMut(Event) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let response = match send(connector, request, "watch", plural).await {
+    // boxed: the request's state is large and gone once the watch is open, while the rest
+    // of this future waits for events for minutes
+    let response = match Box::pin(send(connector, request, "watch", plural)).await {
         Ok(response) => response,
         Err(Refused {
             status: Some(410), ..
