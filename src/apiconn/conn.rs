@@ -1,26 +1,30 @@
 //! One open HTTP/2 connection over rustls: its streams, flow control, and the task that
 //! reads it.
 //!
-//! Everything lives in one [`State`] under a mutex: the TLS session, the HPACK decoder, and a
-//! small table of open streams. Nothing is buffered that is not in flight:
+//! Everything lives in one [`State`] under a mutex: the TLS session (rustls's unbuffered API),
+//! the HPACK decoder, and a small table of open streams. Nothing is buffered that is not in
+//! flight:
 //!
-//! * frames to send are encoded straight into the TLS session, which encrypts them at once,
-//!   and written to the socket without waiting (what the socket does not take, the driver
-//!   writes when it can);
-//! * the driver decrypts what arrives into a buffer on its thread's stack and splits it into
-//!   frames there; only a frame cut at the end of a read is kept until the rest comes;
+//! * frames to send are encrypted as soon as they are queued and written to the socket without
+//!   waiting; only what the socket does not take at once is kept, until the driver writes it;
+//! * the driver reads into a buffer on its thread's stack, where the TLS records are decrypted
+//!   and split into frames; only the start of a record (or frame) cut at the end of a read is
+//!   kept until the rest comes;
 //! * a stream keeps the data frames its reader has not taken yet, within its window.
 //!
-//! So an idle connection costs its TLS session and a few hundred bytes, where h2 kept a 16 KiB
-//! write buffer, an 8 KiB read buffer and HPACK tables per connection.
+//! So an idle connection costs its TLS session (keys and the apiserver's certificate) and a few
+//! hundred bytes, where h2 over tokio-rustls kept a 16 KiB write buffer, an 8 KiB read buffer,
+//! HPACK tables and rustls's 4 KiB record buffer per connection.
 
 use std::collections::VecDeque;
-use std::io::{self, Read as _, Write as _};
+use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rustls::client::UnbufferedClientConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -110,8 +114,36 @@ impl Stream {
     }
 }
 
+/// A connection's TLS session and the bytes it has not done with. Both buffers are empty, and
+/// hold no memory, while the connection is idle.
 struct State {
-    tls: rustls::ClientConnection,
+    tls: UnbufferedClientConnection,
+    /// TLS bytes received of a record whose rest has not arrived.
+    incoming: Vec<u8>,
+    /// TLS bytes the socket has not taken yet.
+    outgoing: Vec<u8>,
+    h2: H2,
+}
+
+impl std::ops::Deref for State {
+    type Target = H2;
+
+    fn deref(&self) -> &H2 {
+        &self.h2
+    }
+}
+
+impl std::ops::DerefMut for State {
+    fn deref_mut(&mut self) -> &mut H2 {
+        &mut self.h2
+    }
+}
+
+/// The HTTP/2 side of a connection.
+struct H2 {
+    /// Frames not encrypted yet (encrypted as soon as the TLS session is free: after the
+    /// records being read, or at once).
+    plain_out: Vec<u8>,
     hpack: httlib_hpack::Decoder<'static>,
     /// The start of a frame whose rest has not arrived.
     inbox: Vec<u8>,
@@ -137,7 +169,7 @@ struct State {
     next_ping: Instant,
 }
 
-impl State {
+impl H2 {
     fn stream(&mut self, id: u32) -> Option<&mut Stream> {
         self.streams.iter_mut().find(|s| s.id == id)
     }
@@ -165,14 +197,12 @@ impl State {
         None
     }
 
-    /// Encodes frames into the TLS session (encrypted at once; written by [`Conn::flush`]).
+    /// Queues frames to send (encrypted and written by [`Conn::flush`]).
     fn send(&mut self, frames: &[u8]) {
         if self.dead.is_some() {
             return;
         }
-        if let Err(e) = self.tls.writer().write_all(frames) {
-            self.die(format!("writing to the connection: {e}"));
-        }
+        self.plain_out.extend_from_slice(frames);
     }
 
     fn send_frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
@@ -220,23 +250,6 @@ impl State {
             self.recv_window += i64::from(self.recv_unacked);
             self.recv_unacked = 0;
             self.send(&out);
-        }
-    }
-
-    /// Takes what the TLS session decrypted and handles its frames.
-    fn take_plaintext(&mut self) {
-        let mut buf = [0u8; frame::MAX_FRAME + Head::SIZE];
-        while self.dead.is_none() {
-            match self.tls.reader().read(&mut buf) {
-                Ok(0) => self.die("the apiserver closed the connection".into()),
-                Ok(n) => {
-                    if let Err(e) = self.on_bytes(&buf[..n]) {
-                        self.protocol_error(e);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => self.die(format!("reading the connection: {e}")),
-            }
         }
     }
 
@@ -582,26 +595,189 @@ impl State {
     }
 }
 
-/// Reads and writes the socket without waiting, for rustls.
-struct Io<'a>(&'a TcpStream);
-
-impl io::Read for Io<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+/// Appends what `write` puts into a buffer to `out`, growing it to the size `needs` asks for.
+fn write_into<E: std::fmt::Display>(
+    out: &mut Vec<u8>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    needs: impl Fn(&E) -> Option<usize>,
+) -> Result<(), String> {
+    let start = out.len();
+    let mut room = 0;
+    loop {
+        out.resize(start + room, 0);
+        match write(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(e) => match needs(&e) {
+                Some(size) if size > room => room = size,
+                _ => {
+                    out.truncate(start);
+                    return Err(format!("TLS: {e}"));
+                }
+            },
+        }
     }
 }
 
-impl io::Write for Io<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
+fn encode_needs(e: &EncodeError) -> Option<usize> {
+    match e {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(*required_size)
+        }
+        _ => None,
+    }
+}
+
+fn encrypt_needs(e: &EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(*required_size)
+        }
+        _ => None,
+    }
+}
+
+impl State {
+    /// Runs the TLS session over received bytes: handshake messages it answers (queued in
+    /// `outgoing`), records it decrypts (their frames handled). How many bytes it is done with;
+    /// the rest is the start of a record.
+    fn on_tls(&mut self, data: &mut [u8]) -> usize {
+        let mut used = 0;
+        loop {
+            let State {
+                tls, outgoing, h2, ..
+            } = self;
+            let status = tls.process_tls_records(&mut data[used..]);
+            let discard = status.discard;
+            let mut blocked = false;
+            match status.state {
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    while let Some(record) = records.next_record() {
+                        match record {
+                            Ok(record) => {
+                                if let Err(e) = h2.on_bytes(record.payload) {
+                                    h2.protocol_error(e);
+                                }
+                            }
+                            Err(e) => h2.die(format!("TLS: {e}")),
+                        }
+                        if h2.dead.is_some() {
+                            break;
+                        }
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut message)) => {
+                    if let Err(e) = write_into(outgoing, |b| message.encode(b), encode_needs) {
+                        h2.die(e);
+                    }
+                }
+                // queued in `outgoing`, written in order before anything later
+                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
+                Ok(ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake) => {
+                    blocked = true;
+                }
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    h2.die("the apiserver closed the connection".into());
+                }
+                Ok(other) => h2.die(format!("TLS: unexpected state {other:?}")),
+                Err(e) => h2.die(format!("TLS: {e}")),
+            }
+            used += discard;
+            if blocked || self.h2.dead.is_some() {
+                return used;
+            }
+        }
     }
 
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
+    /// Encrypts the frames queued into `outgoing`.
+    fn seal(&mut self) {
+        while !self.h2.plain_out.is_empty() {
+            // the start of a record kept is passed again, as the session expects its buffer
+            // back as it left it (it does not complete a record: nothing is taken from it)
+            let State {
+                tls,
+                incoming,
+                outgoing,
+                h2,
+            } = self;
+            let status = tls.process_tls_records(incoming);
+            let discard = status.discard;
+            match status.state {
+                Ok(ConnectionState::WriteTraffic(mut writer)) => {
+                    let plain = std::mem::take(&mut h2.plain_out);
+                    if let Err(e) =
+                        write_into(outgoing, |b| writer.encrypt(&plain, b), encrypt_needs)
+                    {
+                        h2.die(e);
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut message)) => {
+                    if let Err(e) = write_into(outgoing, |b| message.encode(b), encode_needs) {
+                        h2.die(e);
+                        h2.plain_out = Vec::new();
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    while let Some(Ok(record)) = records.next_record() {
+                        if let Err(e) = h2.on_bytes(record.payload) {
+                            h2.protocol_error(e);
+                        }
+                    }
+                }
+                Ok(other) => {
+                    h2.die(format!("TLS: cannot send in state {other:?}"));
+                    h2.plain_out = Vec::new();
+                }
+                Err(e) => {
+                    h2.die(format!("TLS: {e}"));
+                    h2.plain_out = Vec::new();
+                }
+            }
+            incoming.drain(..discard);
+        }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    /// Queues a close_notify alert.
+    fn close_notify(&mut self) {
+        let State {
+            tls,
+            incoming,
+            outgoing,
+            ..
+        } = self;
+        let status = tls.process_tls_records(incoming);
+        let discard = status.discard;
+        if let Ok(ConnectionState::WriteTraffic(mut writer)) = status.state {
+            let _ = write_into(outgoing, |b| writer.queue_close_notify(b), encrypt_needs);
+        }
+        incoming.drain(..discard);
+    }
+
+    /// Takes bytes read from the socket: after the start of a record kept from before, if any;
+    /// keeps what is left of a record cut at the end.
+    fn on_received(&mut self, data: &mut [u8]) {
+        if self.incoming.is_empty() {
+            let used = self.on_tls(data);
+            if used < data.len() && self.h2.dead.is_none() {
+                self.incoming = data[used..].to_vec();
+            }
+            return;
+        }
+        let mut incoming = std::mem::take(&mut self.incoming);
+        incoming.extend_from_slice(data);
+        let used = self.on_tls(&mut incoming);
+        if used < incoming.len() && self.h2.dead.is_none() {
+            incoming.drain(..used);
+            self.incoming = incoming;
+        }
+    }
+
+    /// Whether anything waits to be written.
+    fn wants_write(&self) -> bool {
+        !self.outgoing.is_empty() || !self.h2.plain_out.is_empty()
     }
 }
 
@@ -617,11 +793,12 @@ pub struct Conn {
 
 impl Conn {
     /// Starts HTTP/2 on a connection whose TLS handshake is done (and agreed on h2), and the
-    /// task that drives it.
-    pub fn start(tcp: TcpStream, mut tls: rustls::ClientConnection) -> Arc<Self> {
-        // what is sent is bounded by flow control and the requests in flight, so rustls need
-        // not refuse writes while the socket is full
-        tls.set_buffer_limit(None);
+    /// task that drives it. `received` is what arrived after the handshake's last message.
+    pub fn start(
+        tcp: TcpStream,
+        tls: UnbufferedClientConnection,
+        mut received: Vec<u8>,
+    ) -> Arc<Self> {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(frame::PREFACE);
         frame::put_settings(
@@ -639,8 +816,8 @@ impl Conn {
             0,
             CONNECTION_WINDOW - frame::DEFAULT_WINDOW,
         );
-        let mut state = State {
-            tls,
+        let h2 = H2 {
+            plain_out: Vec::new(),
             hpack: httlib_hpack::Decoder::with_dynamic_size(0),
             inbox: Vec::new(),
             header_block: None,
@@ -658,12 +835,17 @@ impl Conn {
             ping_sent: None,
             next_ping: Instant::now() + KEEPALIVE,
         };
+        let mut state = State {
+            tls,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            h2,
+        };
         state.send(&out);
-        // records that came with the handshake's last flight (a TLS 1.2 apiserver's SETTINGS)
-        // are in the session already: no socket readiness will announce them
-        match state.tls.process_new_packets() {
-            Ok(_) => state.take_plaintext(),
-            Err(e) => state.die(format!("TLS: {e}")),
+        // records that came with the handshake's last flight (the apiserver's SETTINGS) are
+        // read already: no socket readiness will announce them
+        if !received.is_empty() {
+            state.on_received(&mut received);
         }
         let conn = Arc::new(Self {
             tcp,
@@ -671,6 +853,7 @@ impl Conn {
             driver: Notify::new(),
             room: Notify::new(),
         });
+        conn.flush(&mut conn.lock());
         tokio::spawn(drive(conn.clone()));
         conn
     }
@@ -681,19 +864,24 @@ impl Conn {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes what the TLS session holds, as far as the socket takes it now; the driver
-    /// writes the rest when the socket can take it.
+    /// Encrypts the frames queued and writes them, as far as the socket takes them now; the
+    /// driver writes the rest when the socket can take it.
     fn flush(&self, state: &mut State) {
         // also when the connection just died: a GOAWAY saying why goes out if it can
-        while state.tls.wants_write() {
-            match state.tls.write_tls(&mut Io(&self.tcp)) {
-                Ok(_) => {}
+        state.seal();
+        while !state.outgoing.is_empty() {
+            match self.tcp.try_write(&state.outgoing) {
+                Ok(n) if n == state.outgoing.len() => state.outgoing = Vec::new(),
+                Ok(n) => {
+                    state.outgoing.drain(..n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.driver.notify_one();
                     break;
                 }
                 Err(e) => {
                     state.die(format!("writing to the connection: {e}"));
+                    state.outgoing = Vec::new();
                     break;
                 }
             }
@@ -833,21 +1021,13 @@ impl Conn {
 
     /// Reads what arrived on the socket.
     fn on_readable(&self) {
+        // on this thread's stack: nothing of a read is kept but the start of a record
+        let mut buf = [0u8; 32 << 10];
         let mut state = self.lock();
-        loop {
-            if state.dead.is_some() {
-                break;
-            }
-            match state.tls.read_tls(&mut Io(&self.tcp)) {
+        while state.dead.is_none() {
+            match self.tcp.try_read(&mut buf) {
                 Ok(0) => state.die("the apiserver closed the connection".into()),
-                Ok(_) => match state.tls.process_new_packets() {
-                    Ok(_) => state.take_plaintext(),
-                    Err(e) => {
-                        // rustls has queued an alert to tell the apiserver
-                        self.flush(&mut state);
-                        state.die(format!("TLS: {e}"));
-                    }
-                },
+                Ok(n) => state.on_received(&mut buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => state.die(format!("reading the connection: {e}")),
             }
@@ -883,6 +1063,61 @@ impl Conn {
     }
 }
 
+/// The TLS handshake on `tcp`, with rustls's unbuffered API (no buffers kept by the session
+/// afterwards). What arrived after the handshake's last message, for [`Conn::start`].
+pub async fn handshake(
+    tcp: &TcpStream,
+    tls: &mut UnbufferedClientConnection,
+) -> Result<Vec<u8>, String> {
+    let mut incoming = Vec::new();
+    let mut outgoing = Vec::new();
+    loop {
+        let status = tls.process_tls_records(&mut incoming);
+        let discard = status.discard;
+        let mut read_more = false;
+        match status.state.map_err(|e| format!("TLS: {e}"))? {
+            ConnectionState::EncodeTlsData(mut message) => {
+                write_into(&mut outgoing, |b| message.encode(b), encode_needs)?;
+            }
+            ConnectionState::TransmitTlsData(sent) => {
+                write_all(tcp, &outgoing).await?;
+                outgoing.clear();
+                sent.done();
+            }
+            ConnectionState::BlockedHandshake => read_more = true,
+            // done (records already here are the connection's first)
+            ConnectionState::WriteTraffic(_) | ConnectionState::ReadTraffic(_) => {
+                incoming.drain(..discard);
+                return Ok(incoming);
+            }
+            other => return Err(format!("TLS: the handshake ended in state {other:?}")),
+        }
+        incoming.drain(..discard);
+        if read_more {
+            tcp.readable().await.map_err(|e| e.to_string())?;
+            incoming.reserve(16 << 10);
+            match tcp.try_read_buf(&mut incoming) {
+                Ok(0) => return Err("the apiserver closed the connection in the handshake".into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+async fn write_all(tcp: &TcpStream, mut data: &[u8]) -> Result<(), String> {
+    while !data.is_empty() {
+        tcp.writable().await.map_err(|e| e.to_string())?;
+        match tcp.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
 /// Drives a connection: reads it, writes what the socket did not take at once, pings it; ends
 /// when it died, or when its handle is gone and its streams are done (saying GOAWAY).
 async fn drive(conn: Arc<Conn>) {
@@ -898,12 +1133,13 @@ async fn drive(conn: Arc<Conn>) {
                 let mut out = Vec::new();
                 frame::put_goaway(&mut out, 0, frame::NO_ERROR);
                 state.send(&out);
-                state.tls.send_close_notify();
+                state.seal();
+                state.close_notify();
                 conn.flush(&mut state);
                 state.dead = Some("the connection is closed".into());
                 break;
             }
-            state.tls.wants_write()
+            state.wants_write()
         };
         tokio::select! {
             ready = conn.tcp.readable() => match ready {

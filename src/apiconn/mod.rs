@@ -75,7 +75,7 @@ impl Target {
 
 /// A tool's connection: made on first use, shared by its requests and watches.
 pub struct Connection {
-    tls: tokio_rustls::TlsConnector,
+    tls: Arc<rustls::ClientConfig>,
     target: Result<Target, String>,
     connect_timeout: Duration,
     /// The open connection, and the last failure to make one.
@@ -100,7 +100,7 @@ impl Connection {
     ) -> Self {
         tls.alpn_protocols = vec![b"h2".to_vec()];
         Self {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            tls: Arc::new(tls),
             target: Target::of(apiserver).map_err(|e| e.to_string()),
             connect_timeout,
             open: Mutex::new(Slot::default()),
@@ -172,12 +172,15 @@ impl Connection {
         let dial = async {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
             tcp.set_nodelay(true)?;
-            let tls = self.tls.connect(target.name.clone(), tcp).await?;
-            let (tcp, session) = tls.into_inner();
+            let mut session = rustls::client::UnbufferedClientConnection::new(
+                self.tls.clone(),
+                target.name.clone(),
+            )?;
+            let received = conn::handshake(&tcp, &mut session).await?;
             if session.alpn_protocol() != Some(b"h2") {
                 return Err::<_, Error>("the apiserver did not agree to HTTP/2".into());
             }
-            Ok(conn::Conn::start(tcp, session))
+            Ok(conn::Conn::start(tcp, session, received))
         };
         tokio::time::timeout(self.connect_timeout, dial)
             .await
