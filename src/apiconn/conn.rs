@@ -90,7 +90,8 @@ struct Stream {
     remote_done: bool,
     /// This side sent the request's end.
     local_done: bool,
-    failed: Option<Failure>,
+    /// (boxed: a stream's table entry stays small while all goes well)
+    failed: Option<Box<Failure>>,
     waker: Option<Waker>,
     /// What this side may still send.
     send_window: i64,
@@ -107,7 +108,7 @@ impl Stream {
 
     fn fail(&mut self, failure: Failure) {
         if self.failed.is_none() {
-            self.failed = Some(failure);
+            self.failed = Some(Box::new(failure));
         }
         self.remote_done = true;
         self.wake();
@@ -930,6 +931,9 @@ impl Conn {
                     let mut out = Vec::with_capacity(block.len() + 2 * Head::SIZE);
                     frame::put_header_block(&mut out, id, &block, end, state.peer_max_frame);
                     let send_window = state.peer_initial_window;
+                    // grown one at a time: a tool's handful of watches do not reserve room
+                    // for twice as many
+                    state.streams.reserve_exact(1);
                     state.streams.push(Stream {
                         id,
                         head: None,
@@ -971,7 +975,7 @@ impl Conn {
                     break;
                 }
                 if let Some(failure) = &stream.failed {
-                    return Err(failure.clone());
+                    return Err((**failure).clone());
                 }
                 let room_now = connection_window.min(stream.send_window).min(max_frame);
                 if room_now > 0 {
@@ -1184,7 +1188,7 @@ impl Body {
             return Poll::Ready(Ok(head));
         }
         if let Some(failure) = &stream.failed {
-            return Poll::Ready(Err(failure.clone()));
+            return Poll::Ready(Err((**failure).clone()));
         }
         stream.waker = Some(cx.waker().clone());
         Poll::Pending
@@ -1235,7 +1239,7 @@ impl http_body::Body for Body {
             drop(state);
             self.done = true;
             conn.close_stream(id);
-            return Poll::Ready(Some(Err(Box::new(failure))));
+            return Poll::Ready(Some(Err(failure)));
         }
         if stream.remote_done {
             drop(state);

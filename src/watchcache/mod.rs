@@ -312,32 +312,33 @@ impl ToolFeeds {
         ));
         let pods = Arc::new(Feed::new(true, true));
         let events = Arc::new(Feed::new(true, false));
-        let ns = rt.namespace();
-        let sel = |c: Option<Component>| {
-            Some(labels::selector_string(&labels::selector_labels(
-                &tool, c, None,
-            )))
+        let ns: Arc<str> = rt.namespace().into();
+        let sel = |c: Option<Component>| -> Option<Arc<str>> {
+            Some(labels::selector_string(&labels::selector_labels(&tool, c, None)).into())
         };
         let cont = Component::Continuous(continuous);
-        let mut feeds = vec![
-            (Watched::of::<Job>(ns, sel(None), None), jobs.clone()),
+        // jobs and pods are selected alike
+        let all = sel(None);
+        let mut feeds = Vec::with_capacity(5);
+        feeds.extend([
+            (Watched::of::<Job>(&ns, all.clone(), None), jobs.clone()),
             (
-                Watched::of::<CronJob>(ns, sel(Some(Component::CronJobs)), None),
+                Watched::of::<CronJob>(&ns, sel(Some(Component::CronJobs)), None),
                 cronjobs.clone(),
             ),
-            (Watched::of::<Pod>(ns, sel(None), None), pods.clone()),
+            (Watched::of::<Pod>(&ns, all, None), pods.clone()),
             (
-                Watched::of::<Event>(ns, None, Some(crate::runtime::JOB_EVENTS.into())),
+                Watched::of::<Event>(&ns, None, Some(crate::runtime::JOB_EVENTS)),
                 events.clone(),
             ),
-        ];
+        ]);
         feeds.push(match continuous {
             ContinuousComponent::ReplicationControllers => (
-                Watched::of::<ReplicationController>(ns, sel(Some(cont)), None),
+                Watched::of::<ReplicationController>(&ns, sel(Some(cont)), None),
                 rcs.clone(),
             ),
             ContinuousComponent::Deployments => (
-                Watched::of::<Deployment>(ns, sel(Some(cont)), None),
+                Watched::of::<Deployment>(&ns, sel(Some(cont)), None),
                 deployments.clone(),
             ),
         });
@@ -412,26 +413,35 @@ impl ToolFeeds {
 }
 
 /// What one feed lists and watches: a kind in the tool's namespace, narrowed by selectors.
+/// One kind watched in a tool's namespace. The strings are shared between a tool's feeds or
+/// static: the collection's URL is made when a request needs it (every few minutes), not
+/// kept per feed.
 struct Watched {
-    plural: String,
-    /// The kind's collection in the namespace (`/apis/batch/v1/namespaces/tool-x/jobs`).
-    url: String,
-    labels: Option<String>,
-    fields: Option<String>,
+    plural: std::borrow::Cow<'static, str>,
+    namespace: Arc<str>,
+    url_of: fn(&(), Option<&str>) -> String,
+    labels: Option<Arc<str>>,
+    fields: Option<&'static str>,
 }
 
 impl Watched {
     fn of<K: Resource<DynamicType = ()>>(
-        ns: &str,
-        labels: Option<String>,
-        fields: Option<String>,
+        namespace: &Arc<str>,
+        labels: Option<Arc<str>>,
+        fields: Option<&'static str>,
     ) -> Self {
         Self {
-            plural: K::plural(&()).to_string(),
-            url: K::url_path(&(), Some(ns)),
+            plural: K::plural(&()),
+            namespace: namespace.clone(),
+            url_of: K::url_path,
             labels,
             fields,
         }
+    }
+
+    /// The kind's collection in the namespace (`/apis/batch/v1/namespaces/tool-x/jobs`).
+    fn url(&self) -> String {
+        (self.url_of)(&(), Some(&self.namespace))
     }
 
     fn list(&self) -> Result<http::Request<Vec<u8>>, String> {
@@ -442,7 +452,7 @@ impl Watched {
         if let Some(f) = &self.fields {
             lp = lp.fields(f);
         }
-        kube::core::Request::new(&self.url)
+        kube::core::Request::new(self.url())
             .list(&lp)
             .map_err(|e| format!("list request: {e}"))
     }
@@ -459,7 +469,7 @@ impl Watched {
         if let Some(f) = &self.fields {
             wp = wp.fields(f);
         }
-        kube::core::Request::new(&self.url)
+        kube::core::Request::new(self.url())
             .watch(&wp, version)
             .map_err(|e| format!("watch request: {e}"))
     }
@@ -483,7 +493,7 @@ fn spawn_feeds(
                     Err(reason) => reason,
                     Ok(never) => match never {},
                 };
-                (what.plural.as_str(), reason)
+                (&*what.plural, reason)
             })
         });
         let ((plural, reason), _, _) = futures::future::select_all(following).await;
@@ -574,7 +584,7 @@ async fn follow(
             if ended == Ended::Expired {
                 crate::metrics::global().inc(
                     "jobs_gateway_watch_relists_total",
-                    vec![("kind", what.plural.clone())],
+                    vec![("kind", what.plural.to_string())],
                 );
                 continue 'list;
             }
