@@ -245,8 +245,18 @@ fn tool_client(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube:
     let tls = ApiserverTls::new(&roots)
         .and_then(|t| t.client_config(&read(cert), &read(key)))
         .unwrap_or_else(|e| die(e));
-    let url = url.parse().unwrap_or_else(|e| die(e));
-    ToolConnector::new(tls, &url, ns.to_string(), Duration::from_secs(2)).client()
+    let target = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())
+        .and_then(|u| jobs_gateway::apiconn::Target::of(&u).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| die(e));
+    ToolConnector::new(
+        std::sync::Arc::new(tls),
+        std::sync::Arc::new(target),
+        ns.to_string(),
+        Duration::from_secs(2),
+    )
+    .client()
 }
 
 fn kube_config(url: &str, ca: &Path, cert: &Path, key: &Path, ns: &str) -> kube::Config {

@@ -56,9 +56,10 @@ struct FileStamp {
 
 struct Entry {
     stamp: FileStamp,
-    /// The tool's TLS config: its checked certificate and key. Boxed: the cache's table has
-    /// a slot per tool, and a config is a large struct.
-    tls: Box<rustls::ClientConfig>,
+    /// The tool's TLS config: its checked certificate and key. Behind a pointer: the cache's
+    /// table has a slot per tool, and a config is a large struct; shared with the tool's
+    /// connection.
+    tls: Arc<rustls::ClientConfig>,
     /// Its connection to the apiserver; dropped, closing the connection, once unused for the
     /// idle time, and made again (with a new TLS handshake) on the next request.
     connector: Option<ToolConnector>,
@@ -86,7 +87,8 @@ pub struct CacheStats {
 pub struct CredentialStore {
     home_root: PathBuf,
     organisation: String,
-    kube_url: http::Uri,
+    /// The apiserver, parsed once for every tool's connection.
+    target: Arc<crate::apiconn::Target>,
     tls: ApiserverTls,
     fs_timeout: Duration,
     connect_timeout: Duration,
@@ -211,6 +213,7 @@ impl CredentialStore {
             .kube_url
             .parse()
             .map_err(|e| format!("apiserver URL {:?}: {e}", settings.kube_url))?;
+        let target = crate::apiconn::Target::of(&kube_url).map_err(|e| e.to_string())?;
         let kube_ca = pem_certificates(&settings.kube_ca_pem)?;
         if kube_ca.is_empty() {
             return Err("the apiserver CA file holds no certificate".into());
@@ -218,7 +221,7 @@ impl CredentialStore {
         Ok(Self {
             home_root: settings.home_root,
             organisation: settings.organisation,
-            kube_url,
+            target: Arc::new(target),
             tls: ApiserverTls::new(&kube_ca)?,
             fs_timeout: settings.fs_timeout,
             connect_timeout: settings.kube_timeout.min(Duration::from_secs(2)),
@@ -318,7 +321,7 @@ impl CredentialStore {
                         tool: t.to_string(),
                         reason,
                     })?;
-                Ok((material, Box::new(tls)))
+                Ok((material, Arc::new(tls)))
             })
             .await?;
         let mut entry = Entry {
@@ -364,8 +367,8 @@ impl CredentialStore {
             .connector
             .get_or_insert_with(|| {
                 ToolConnector::new(
-                    (*entry.tls).clone(),
-                    &self.kube_url,
+                    entry.tls.clone(),
+                    self.target.clone(),
                     tool.namespace(),
                     self.connect_timeout,
                 )
@@ -469,14 +472,7 @@ pub struct ApiserverTls {
 impl ApiserverTls {
     /// From the DER certificates of the apiserver CA bundle.
     pub fn new(ca_der: &[Vec<u8>]) -> Result<Self, String> {
-        let mut provider = rustls::crypto::ring::default_provider();
-        // ChaCha20-Poly1305 offered first (the others stay, in their order): its keys are 32
-        // bytes, where an AES-GCM key schedule holds about 0.5 KiB per direction, and every
-        // open tool connection keeps a pair. The apiserver honours a client that prefers it.
-        provider.cipher_suites.sort_by_key(|suite| {
-            suite.suite() != rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
-        });
-        let provider = Arc::new(provider);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for der in ca_der {
             roots
@@ -514,6 +510,7 @@ impl ApiserverTls {
         // when a quiet tool reconnects, while stored tickets would be kept per tool, allocated
         // amid connection buffers (and the default store reserves room for 256 servers).
         config.resumption = rustls::client::Resumption::disabled();
+        crate::apiconn::offer_h2(&mut config);
         Ok(config)
     }
 }
@@ -535,9 +532,10 @@ struct Pool {
 }
 
 impl ToolConnector {
+    /// A connector presenting `tls` (a config of [`ApiserverTls::client_config`]).
     pub fn new(
-        tls: rustls::ClientConfig,
-        apiserver: &http::Uri,
+        tls: Arc<rustls::ClientConfig>,
+        apiserver: Arc<crate::apiconn::Target>,
         namespace: String,
         connect_timeout: Duration,
     ) -> Self {

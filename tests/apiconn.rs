@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use jobs_gateway::apiconn::Connection;
+use std::sync::Arc;
+
+use jobs_gateway::apiconn::{Connection, Target};
 
 /// A connection presenting the cluster admin's certificate.
 fn admin_connection(cluster: &common::Cluster) -> Connection {
@@ -28,15 +30,14 @@ fn admin_connection(cluster: &common::Cluster) -> Connection {
     let key = rustls_pemfile::private_key(&mut &key[..])
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no key"));
-    let tls = rustls::ClientConfig::builder()
+    let mut tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .unwrap_or_else(|e| panic!("{e}"));
-    Connection::new(
-        tls,
-        &cluster.url.parse().unwrap_or_else(|e| panic!("{e}")),
-        Duration::from_secs(2),
-    )
+    jobs_gateway::apiconn::offer_h2(&mut tls);
+    let target = Target::of(&cluster.url.parse().unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    Connection::new(Arc::new(tls), Arc::new(target), Duration::from_secs(2))
 }
 
 fn request(

@@ -33,8 +33,8 @@ use tokio::sync::Mutex;
 
 pub use conn::{Body, Error};
 
-/// Where the apiserver is, parsed once per connection.
-struct Target {
+/// Where the apiserver is: parsed once, shared by every tool's connection.
+pub struct Target {
     /// `https://host:port` and an optional path prefix, without a trailing slash.
     base: http::Uri,
     host: String,
@@ -43,7 +43,8 @@ struct Target {
 }
 
 impl Target {
-    fn of(base: &http::Uri) -> Result<Self, Error> {
+    /// From the apiserver's URL (https only).
+    pub fn of(base: &http::Uri) -> Result<Self, Error> {
         if base.scheme_str() != Some("https") {
             return Err(format!("the apiserver URL {base} is not https").into());
         }
@@ -73,10 +74,15 @@ impl Target {
     }
 }
 
+/// Makes a TLS config offer HTTP/2 (ALPN `h2`), as a [`Connection`] needs.
+pub fn offer_h2(tls: &mut rustls::ClientConfig) {
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+}
+
 /// A tool's connection: made on first use, shared by its requests and watches.
 pub struct Connection {
     tls: Arc<rustls::ClientConfig>,
-    target: Result<Target, String>,
+    target: Arc<Target>,
     connect_timeout: Duration,
     /// The open connection, and the last failure to make one.
     open: Mutex<Slot>,
@@ -91,31 +97,25 @@ struct Slot {
 }
 
 impl Connection {
-    /// A connection to `apiserver` presenting `tls` (its ALPN is set to h2 here); nothing is
-    /// dialled before the first request.
+    /// A connection to `target` presenting `tls`, which must offer HTTP/2 (ALPN `h2`, see
+    /// [`offer_h2`]); nothing is dialled before the first request.
     pub fn new(
-        mut tls: rustls::ClientConfig,
-        apiserver: &http::Uri,
+        tls: Arc<rustls::ClientConfig>,
+        target: Arc<Target>,
         connect_timeout: Duration,
     ) -> Self {
-        tls.alpn_protocols = vec![b"h2".to_vec()];
         Self {
-            tls: Arc::new(tls),
-            target: Target::of(apiserver).map_err(|e| e.to_string()),
+            tls,
+            target,
             connect_timeout,
             open: Mutex::new(Slot::default()),
         }
     }
 
-    fn target(&self) -> Result<&Target, Error> {
-        self.target.as_ref().map_err(|e| e.clone().into())
-    }
-
     /// Sends a request (its URI a path and query) and waits for the response head.
     pub async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Body>, Error> {
         let (parts, body) = request.into_parts();
-        let target = self.target()?;
-        let uri = target.uri(&parts.uri)?;
+        let uri = self.target.uri(&parts.uri)?;
         let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
         let authority = uri.authority().map_or("", |a| a.as_str());
         let mut retried = false;
@@ -168,7 +168,7 @@ impl Connection {
     }
 
     async fn connect(&self) -> Result<Arc<conn::Conn>, Error> {
-        let target = self.target()?;
+        let target = &self.target;
         let dial = async {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
             tcp.set_nodelay(true)?;

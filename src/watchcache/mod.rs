@@ -486,6 +486,7 @@ fn spawn_feeds(
     settings: WatchSettings,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let settings = &settings;
         let following = feeds.iter().map(|(what, feed)| {
             let connector = &connector;
             Box::pin(async move {
@@ -513,7 +514,7 @@ async fn follow(
     connector: &ToolConnector,
     what: &Watched,
     feed: &Feed,
-    settings: WatchSettings,
+    settings: &WatchSettings,
 ) -> Result<std::convert::Infallible, String> {
     let delay = settings.event_delay;
     'list: loop {

@@ -297,7 +297,9 @@ where
             match e {
                 Event::Expired => return Ok(Ended::Expired),
                 Event::Interrupted => return Ok(Ended::Closed),
-                e => each(e).await,
+                // boxed: applying an event is rare, and its future would otherwise take
+                // room in every waiting watch's state
+                e => Box::pin(each(e)).await,
             }
         }
     }
