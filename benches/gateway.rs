@@ -397,7 +397,7 @@ async fn create_jobs(admin: &kube::Client, tools: &[String], home_root: &Path, p
                     home_root_mount: None,
                 },
             );
-            manifests.push((tool.clone(), manifest));
+            manifests.push((tool.clone(), unscheduled(manifest)));
         }
     }
     stream::iter(manifests)
@@ -415,6 +415,27 @@ async fn create_jobs(admin: &kube::Client, tools: &[String], home_root: &Path, p
             }
         })
         .await;
+}
+
+/// The manifest with its pods bound to a node label no node has: they stay Pending, so the
+/// jobs stay as made (on the local cluster's real node they would run, fail, and be removed
+/// by their TTL), and the node does not run the bench's thousand pods beside what it measures.
+fn unscheduled(mut manifest: Value) -> Value {
+    let pod_spec = if manifest["kind"] == "CronJob" {
+        manifest.pointer_mut("/spec/jobTemplate/spec/template/spec")
+    } else {
+        manifest.pointer_mut("/spec/template/spec")
+    };
+    match pod_spec.and_then(Value::as_object_mut) {
+        Some(spec) => {
+            spec.insert(
+                "nodeSelector".into(),
+                json!({"jobs-gateway-bench/unscheduled": "true"}),
+            );
+        }
+        None => die("a manifest without a pod template"),
+    }
+    manifest
 }
 
 fn expected_pods(tools: usize, per_tool: usize) -> usize {

@@ -119,7 +119,11 @@ impl Stream {
 /// hold no memory, while the connection is idle.
 struct State {
     tls: UnbufferedClientConnection,
-    /// TLS bytes received of a record whose rest has not arrived.
+    /// The TLS session failed or ended: it is not called again (after an error rustls may
+    /// still offer to encrypt, and may still point into a buffer it was given).
+    tls_over: bool,
+    /// TLS bytes received and not taken by the session yet (the start of a record). Kept
+    /// also once the connection died: the session expects its buffer back as it left it.
     incoming: Vec<u8>,
     /// TLS bytes the socket has not taken yet.
     outgoing: Vec<u8>,
@@ -646,9 +650,13 @@ impl State {
     /// the rest is the start of a record.
     fn on_tls(&mut self, data: &mut [u8]) -> usize {
         let mut used = 0;
-        loop {
+        while !self.tls_over {
             let State {
-                tls, outgoing, h2, ..
+                tls,
+                tls_over,
+                outgoing,
+                h2,
+                ..
             } = self;
             let status = tls.process_tls_records(&mut data[used..]);
             let discard = status.discard;
@@ -662,7 +670,10 @@ impl State {
                                     h2.protocol_error(e);
                                 }
                             }
-                            Err(e) => h2.die(format!("TLS: {e}")),
+                            Err(e) => {
+                                *tls_over = true;
+                                h2.die(format!("TLS: {e}"));
+                            }
                         }
                         if h2.dead.is_some() {
                             break;
@@ -671,6 +682,7 @@ impl State {
                 }
                 Ok(ConnectionState::EncodeTlsData(mut message)) => {
                     if let Err(e) = write_into(outgoing, |b| message.encode(b), encode_needs) {
+                        *tls_over = true;
                         h2.die(e);
                     }
                 }
@@ -680,25 +692,42 @@ impl State {
                     blocked = true;
                 }
                 Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    *tls_over = true;
                     h2.die("the apiserver closed the connection".into());
                 }
-                Ok(other) => h2.die(format!("TLS: unexpected state {other:?}")),
-                Err(e) => h2.die(format!("TLS: {e}")),
+                Ok(other) => {
+                    *tls_over = true;
+                    h2.die(format!("TLS: unexpected state {other:?}"));
+                }
+                Err(e) => {
+                    *tls_over = true;
+                    h2.die(format!("TLS: {e}"));
+                }
             }
             used += discard;
             if blocked || self.h2.dead.is_some() {
-                return used;
+                break;
             }
         }
+        if self.tls_over {
+            // nothing is sent after the session failed: not the frames queued meanwhile
+            self.h2.plain_out = Vec::new();
+        }
+        used
     }
 
     /// Encrypts the frames queued into `outgoing`.
     fn seal(&mut self) {
+        if self.tls_over {
+            self.h2.plain_out = Vec::new();
+            return;
+        }
         while !self.h2.plain_out.is_empty() {
             // the start of a record kept is passed again, as the session expects its buffer
             // back as it left it (it does not complete a record: nothing is taken from it)
             let State {
                 tls,
+                tls_over,
                 incoming,
                 outgoing,
                 h2,
@@ -711,38 +740,48 @@ impl State {
                     if let Err(e) =
                         write_into(outgoing, |b| writer.encrypt(&plain, b), encrypt_needs)
                     {
+                        *tls_over = true;
                         h2.die(e);
                     }
                 }
                 Ok(ConnectionState::EncodeTlsData(mut message)) => {
                     if let Err(e) = write_into(outgoing, |b| message.encode(b), encode_needs) {
+                        *tls_over = true;
                         h2.die(e);
-                        h2.plain_out = Vec::new();
                     }
                 }
                 Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
                     while let Some(Ok(record)) = records.next_record() {
+                        if h2.dead.is_some() {
+                            break;
+                        }
                         if let Err(e) = h2.on_bytes(record.payload) {
                             h2.protocol_error(e);
                         }
                     }
                 }
                 Ok(other) => {
+                    *tls_over = true;
                     h2.die(format!("TLS: cannot send in state {other:?}"));
-                    h2.plain_out = Vec::new();
                 }
                 Err(e) => {
+                    *tls_over = true;
                     h2.die(format!("TLS: {e}"));
-                    h2.plain_out = Vec::new();
                 }
             }
             incoming.drain(..discard);
+            if self.tls_over {
+                self.h2.plain_out = Vec::new();
+            }
         }
     }
 
     /// Queues a close_notify alert.
     fn close_notify(&mut self) {
+        if self.tls_over {
+            return;
+        }
         let State {
             tls,
             incoming,
@@ -762,7 +801,7 @@ impl State {
     fn on_received(&mut self, data: &mut [u8]) {
         if self.incoming.is_empty() {
             let used = self.on_tls(data);
-            if used < data.len() && self.h2.dead.is_none() {
+            if used < data.len() {
                 self.incoming = data[used..].to_vec();
             }
             return;
@@ -770,7 +809,7 @@ impl State {
         let mut incoming = std::mem::take(&mut self.incoming);
         incoming.extend_from_slice(data);
         let used = self.on_tls(&mut incoming);
-        if used < incoming.len() && self.h2.dead.is_none() {
+        if used < incoming.len() {
             incoming.drain(..used);
             self.incoming = incoming;
         }
@@ -838,6 +877,7 @@ impl Conn {
         };
         let mut state = State {
             tls,
+            tls_over: false,
             incoming: Vec::new(),
             outgoing: Vec::new(),
             h2,

@@ -177,6 +177,9 @@ impl Connection {
                 target.name.clone(),
             )?;
             let received = conn::handshake(&tcp, &mut session).await?;
+            if session.is_handshaking() {
+                return Err::<_, Error>("the TLS handshake did not complete".into());
+            }
             if session.alpn_protocol() != Some(b"h2") {
                 return Err::<_, Error>("the apiserver did not agree to HTTP/2".into());
             }
