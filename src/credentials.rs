@@ -522,11 +522,11 @@ impl ApiserverTls {
 /// task and channel of its own) is made only for a request that calls Kubernetes, by
 /// [`ToolConnector::client`], so an idle tool costs only its TLS config.
 #[derive(Clone)]
-pub struct ToolConnector(Arc<Pool>);
+pub struct ToolConnector(Arc<Shared>);
 
 /// What a [`ToolConnector`] shares between its clones (a handle is one pointer: requests and
 /// the watch cache's feeds each keep one).
-struct Pool {
+struct Shared {
     connection: crate::apiconn::Connection,
     namespace: String,
 }
@@ -539,7 +539,7 @@ impl ToolConnector {
         namespace: String,
         connect_timeout: Duration,
     ) -> Self {
-        Self(Arc::new(Pool {
+        Self(Arc::new(Shared {
             connection: crate::apiconn::Connection::new(tls, apiserver, connect_timeout),
             namespace,
         }))
@@ -570,14 +570,15 @@ impl ToolConnector {
 
     /// A kube client over this tool's connection.
     pub fn client(&self) -> kube::Client {
-        let pool = self.0.clone();
+        let shared = self.0.clone();
         let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-            let pool = pool.clone();
+            let shared = shared.clone();
             async move {
                 use http_body_util::BodyExt as _;
                 let (parts, body) = request.into_parts();
                 let body = body.collect().await?.to_bytes();
-                pool.connection
+                shared
+                    .connection
                     .send(http::Request::from_parts(parts, body))
                     .await
             }

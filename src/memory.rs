@@ -1,7 +1,7 @@
 //! Giving freed memory back to the system.
 //!
-//! A warm tool's apiserver connection holds some tens of KiB of buffers (TLS, HTTP/2), and a
-//! watched tool its feeds. When a quiet tool's connection is closed or its feeds are dropped
+//! A warm tool's open apiserver connection holds its TLS session and HTTP/2 state (and
+//! buffers while requests are in flight), and a watched tool its feeds and objects. When a quiet tool's connection is closed or its feeds are dropped
 //! that memory is freed, but glibc's allocator keeps freed pages mapped, so the process would
 //! stay at its peak size; trimming once they are freed lets the gateway's RSS follow the tools
 //! actually in use.

@@ -202,18 +202,19 @@ impl H2 {
         None
     }
 
-    /// Queues frames to send (encrypted and written by [`Conn::flush`]).
-    fn send(&mut self, frames: &[u8]) {
+    /// The queue frames to send are written into (encrypted and written by [`Conn::flush`]);
+    /// none once the connection died: nothing more is sent.
+    fn queue(&mut self) -> Option<&mut Vec<u8>> {
         if self.dead.is_some() {
-            return;
+            return None;
         }
-        self.plain_out.extend_from_slice(frames);
+        Some(&mut self.plain_out)
     }
 
     fn send_frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let mut out = Vec::with_capacity(Head::SIZE + payload.len());
-        frame::put(&mut out, kind, flags, stream, payload);
-        self.send(&out);
+        if let Some(out) = self.queue() {
+            frame::put(out, kind, flags, stream, payload);
+        }
     }
 
     /// Ends the connection: every stream not ended yet fails with `why`.
@@ -233,10 +234,10 @@ impl H2 {
 
     /// Ends the connection for a frame that breaks the protocol, telling the apiserver.
     fn protocol_error(&mut self, e: ProtocolError) {
-        let mut out = Vec::new();
-        // a client processes no streams of the server's: the last stream id is 0
-        frame::put_goaway(&mut out, 0, e.code);
-        self.send(&out);
+        if let Some(out) = self.queue() {
+            // a client processes no streams of the server's: the last stream id is 0
+            frame::put_goaway(out, 0, e.code);
+        }
         self.die(format!(
             "HTTP/2 protocol error ({}): {}",
             frame::reason(e.code),
@@ -250,11 +251,11 @@ impl H2 {
             .recv_unacked
             .saturating_add(u32::try_from(read).unwrap_or(u32::MAX));
         if self.recv_unacked >= CONNECTION_WINDOW / 2 {
-            let mut out = Vec::new();
-            frame::put_u32(&mut out, frame::WINDOW_UPDATE, 0, self.recv_unacked);
-            self.recv_window += i64::from(self.recv_unacked);
-            self.recv_unacked = 0;
-            self.send(&out);
+            let increment = std::mem::take(&mut self.recv_unacked);
+            self.recv_window += i64::from(increment);
+            if let Some(out) = self.queue() {
+                frame::put_u32(out, frame::WINDOW_UPDATE, 0, increment);
+            }
         }
     }
 
@@ -485,9 +486,9 @@ impl H2 {
     fn reset(&mut self, id: u32, code: u32, why: &str) {
         if let Some(stream) = self.stream(id) {
             stream.fail(Failure::new(why, false));
-            let mut out = Vec::new();
-            frame::put_u32(&mut out, frame::RST_STREAM, id, code);
-            self.send(&out);
+            if let Some(out) = self.queue() {
+                frame::put_u32(out, frame::RST_STREAM, id, code);
+            }
         }
     }
 
@@ -542,9 +543,9 @@ impl H2 {
                 Ok(None) => {}
                 Err(e) => {
                     stream.fail(Failure::new(e, false));
-                    let mut out = Vec::new();
-                    frame::put_u32(&mut out, frame::RST_STREAM, id, frame::PROTOCOL_ERROR);
-                    self.send(&out);
+                    if let Some(out) = self.queue() {
+                        frame::put_u32(out, frame::RST_STREAM, id, frame::PROTOCOL_ERROR);
+                    }
                     return Ok(());
                 }
             }
@@ -645,24 +646,23 @@ fn encrypt_needs(e: &EncryptError) -> Option<usize> {
 }
 
 impl State {
-    /// Runs the TLS session over received bytes: handshake messages it answers (queued in
-    /// `outgoing`), records it decrypts (their frames handled). How many bytes it is done with;
-    /// the rest is the start of a record.
-    fn on_tls(&mut self, data: &mut [u8]) -> usize {
+    /// Runs the TLS session over `data` (received bytes, or the start of a record kept):
+    /// handshake messages it answers are queued in `outgoing`, records it decrypts have their
+    /// frames handled, and, when `send`, the frames queued are encrypted as soon as the session
+    /// may send. Returns how many bytes of `data` it is done with; the rest is the start of a
+    /// record. A session that fails ends the connection and is not called again.
+    fn run_tls(&mut self, data: &mut [u8], send: bool) -> usize {
         let mut used = 0;
         while !self.tls_over {
             let State {
-                tls,
-                tls_over,
-                outgoing,
-                h2,
-                ..
+                tls, outgoing, h2, ..
             } = self;
             let status = tls.process_tls_records(&mut data[used..]);
             let discard = status.discard;
-            let mut blocked = false;
-            match status.state {
+            let mut waits = false;
+            let failed = match status.state {
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    let mut failed = None;
                     while let Some(record) = records.next_record() {
                         match record {
                             Ok(record) => {
@@ -670,42 +670,46 @@ impl State {
                                     h2.protocol_error(e);
                                 }
                             }
-                            Err(e) => {
-                                *tls_over = true;
-                                h2.die(format!("TLS: {e}"));
-                            }
+                            Err(e) => failed = Some(format!("TLS: {e}")),
                         }
-                        if h2.dead.is_some() {
+                        if failed.is_some() || h2.dead.is_some() {
                             break;
                         }
                     }
+                    failed
                 }
                 Ok(ConnectionState::EncodeTlsData(mut message)) => {
-                    if let Err(e) = write_into(outgoing, |b| message.encode(b), encode_needs) {
-                        *tls_over = true;
-                        h2.die(e);
-                    }
+                    write_into(outgoing, |b| message.encode(b), encode_needs).err()
                 }
                 // queued in `outgoing`, written in order before anything later
-                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
+                Ok(ConnectionState::TransmitTlsData(sent)) => {
+                    sent.done();
+                    None
+                }
+                Ok(ConnectionState::WriteTraffic(mut writer))
+                    if send && !h2.plain_out.is_empty() =>
+                {
+                    let plain = std::mem::take(&mut h2.plain_out);
+                    write_into(outgoing, |b| writer.encrypt(&plain, b), encrypt_needs).err()
+                }
                 Ok(ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake) => {
-                    blocked = true;
+                    waits = true;
+                    None
                 }
                 Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
-                    *tls_over = true;
-                    h2.die("the apiserver closed the connection".into());
+                    Some("the apiserver closed the connection".into())
                 }
-                Ok(other) => {
-                    *tls_over = true;
-                    h2.die(format!("TLS: unexpected state {other:?}"));
-                }
-                Err(e) => {
-                    *tls_over = true;
-                    h2.die(format!("TLS: {e}"));
-                }
-            }
+                Ok(other) => Some(format!("TLS: unexpected state {other:?}")),
+                Err(e) => Some(format!("TLS: {e}")),
+            };
             used += discard;
-            if blocked || self.h2.dead.is_some() {
+            if let Some(why) = failed {
+                self.tls_over = true;
+                self.h2.die(why);
+            }
+            // a connection that died while sending still encrypts what it queued last (the
+            // GOAWAY saying why)
+            if waits || (!send && self.h2.dead.is_some()) {
                 break;
             }
         }
@@ -718,62 +722,16 @@ impl State {
 
     /// Encrypts the frames queued into `outgoing`.
     fn seal(&mut self) {
-        if self.tls_over {
-            self.h2.plain_out = Vec::new();
+        if self.h2.plain_out.is_empty() && !self.tls_over {
             return;
         }
-        while !self.h2.plain_out.is_empty() {
-            // the start of a record kept is passed again, as the session expects its buffer
-            // back as it left it (it does not complete a record: nothing is taken from it)
-            let State {
-                tls,
-                tls_over,
-                incoming,
-                outgoing,
-                h2,
-            } = self;
-            let status = tls.process_tls_records(incoming);
-            let discard = status.discard;
-            match status.state {
-                Ok(ConnectionState::WriteTraffic(mut writer)) => {
-                    let plain = std::mem::take(&mut h2.plain_out);
-                    if let Err(e) =
-                        write_into(outgoing, |b| writer.encrypt(&plain, b), encrypt_needs)
-                    {
-                        *tls_over = true;
-                        h2.die(e);
-                    }
-                }
-                Ok(ConnectionState::EncodeTlsData(mut message)) => {
-                    if let Err(e) = write_into(outgoing, |b| message.encode(b), encode_needs) {
-                        *tls_over = true;
-                        h2.die(e);
-                    }
-                }
-                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
-                Ok(ConnectionState::ReadTraffic(mut records)) => {
-                    while let Some(Ok(record)) = records.next_record() {
-                        if h2.dead.is_some() {
-                            break;
-                        }
-                        if let Err(e) = h2.on_bytes(record.payload) {
-                            h2.protocol_error(e);
-                        }
-                    }
-                }
-                Ok(other) => {
-                    *tls_over = true;
-                    h2.die(format!("TLS: cannot send in state {other:?}"));
-                }
-                Err(e) => {
-                    *tls_over = true;
-                    h2.die(format!("TLS: {e}"));
-                }
-            }
-            incoming.drain(..discard);
-            if self.tls_over {
-                self.h2.plain_out = Vec::new();
-            }
+        // the start of a record kept is passed again, as the session expects its buffer back
+        // as it left it (it does not complete a record: nothing is taken from it)
+        let mut incoming = std::mem::take(&mut self.incoming);
+        let used = self.run_tls(&mut incoming, true);
+        incoming.drain(..used);
+        if !incoming.is_empty() {
+            self.incoming = incoming;
         }
     }
 
@@ -800,7 +758,7 @@ impl State {
     /// keeps what is left of a record cut at the end.
     fn on_received(&mut self, data: &mut [u8]) {
         if self.incoming.is_empty() {
-            let used = self.on_tls(data);
+            let used = self.run_tls(data, false);
             if used < data.len() {
                 self.incoming = data[used..].to_vec();
             }
@@ -808,7 +766,7 @@ impl State {
         }
         let mut incoming = std::mem::take(&mut self.incoming);
         incoming.extend_from_slice(data);
-        let used = self.on_tls(&mut incoming);
+        let used = self.run_tls(&mut incoming, false);
         if used < incoming.len() {
             incoming.drain(..used);
             self.incoming = incoming;
@@ -857,7 +815,8 @@ impl Conn {
             CONNECTION_WINDOW - frame::DEFAULT_WINDOW,
         );
         let h2 = H2 {
-            plain_out: Vec::new(),
+            // the preface, settings and window opening go first
+            plain_out: out,
             hpack: httlib_hpack::Decoder::with_dynamic_size(0),
             inbox: Vec::new(),
             header_block: None,
@@ -882,7 +841,6 @@ impl Conn {
             outgoing: Vec::new(),
             h2,
         };
-        state.send(&out);
         // records that came with the handshake's last flight (the apiserver's SETTINGS) are
         // read already: no socket readiness will announce them
         if !received.is_empty() {
@@ -968,8 +926,10 @@ impl Conn {
                 if state.streams.len() < state.peer_max_streams {
                     let id = state.next_id;
                     state.next_id += 2;
-                    let mut out = Vec::with_capacity(block.len() + 2 * Head::SIZE);
-                    frame::put_header_block(&mut out, id, &block, end, state.peer_max_frame);
+                    let max_frame = state.peer_max_frame;
+                    if let Some(out) = state.queue() {
+                        frame::put_header_block(out, id, &block, end, max_frame);
+                    }
                     let send_window = state.peer_initial_window;
                     // grown one at a time: a tool's handful of watches do not reserve room
                     // for twice as many
@@ -987,7 +947,6 @@ impl Conn {
                         send_window,
                         unacked: 0,
                     });
-                    state.send(&out);
                     self.flush(&mut state);
                     break id;
                 }
@@ -1048,10 +1007,10 @@ impl Conn {
     fn close_stream(&self, id: u32) {
         let mut state = self.lock();
         if let Some(stream) = state.remove(id) {
-            if !(stream.remote_done && stream.local_done) && state.dead.is_none() {
-                let mut out = Vec::new();
-                frame::put_u32(&mut out, frame::RST_STREAM, id, frame::CANCEL);
-                state.send(&out);
+            if !(stream.remote_done && stream.local_done) {
+                if let Some(out) = state.queue() {
+                    frame::put_u32(out, frame::RST_STREAM, id, frame::CANCEL);
+                }
             }
             if stream.buffered > 0 {
                 state.reopen_connection_window(stream.buffered);
@@ -1174,9 +1133,9 @@ async fn drive(conn: Arc<Conn>) {
                 break;
             }
             if state.released && state.streams.is_empty() {
-                let mut out = Vec::new();
-                frame::put_goaway(&mut out, 0, frame::NO_ERROR);
-                state.send(&out);
+                if let Some(out) = state.queue() {
+                    frame::put_goaway(out, 0, frame::NO_ERROR);
+                }
                 state.seal();
                 state.close_notify();
                 conn.flush(&mut state);
@@ -1246,11 +1205,12 @@ impl http_body::Body for Body {
         if self.done {
             return Poll::Ready(None);
         }
-        let conn = self.conn.clone();
-        let id = self.id;
+        // the fields apart: the state is borrowed from `conn` while `done` changes
+        let Body { conn, id, done } = &mut *self;
+        let id = *id;
         let mut state = conn.lock();
         let Some(stream) = state.stream(id) else {
-            self.done = true;
+            *done = true;
             return Poll::Ready(Some(Err("the stream was closed".into())));
         };
         if let Some(data) = stream.chunks.pop_front() {
@@ -1259,33 +1219,25 @@ impl http_body::Body for Body {
             if !stream.remote_done {
                 stream.unacked = stream.unacked.saturating_add(n as u32);
             }
-            let mut out = Vec::new();
-            if stream.unacked >= STREAM_WINDOW / 2 {
-                frame::put_u32(&mut out, frame::WINDOW_UPDATE, id, stream.unacked);
-                stream.unacked = 0;
-            }
+            let update =
+                (stream.unacked >= STREAM_WINDOW / 2).then(|| std::mem::take(&mut stream.unacked));
             if stream.chunks.is_empty() {
                 stream.chunks = VecDeque::new();
             }
-            if !out.is_empty() {
-                state.send(&out);
+            if let (Some(increment), Some(out)) = (update, state.queue()) {
+                frame::put_u32(out, frame::WINDOW_UPDATE, id, increment);
             }
             state.reopen_connection_window(n);
             conn.flush(&mut state);
             return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
         }
-        if let Some(failure) = &stream.failed {
-            let failure = failure.clone();
+        // ended: with its failure, or whole
+        if stream.failed.is_some() || stream.remote_done {
+            let failure = stream.failed.clone();
             drop(state);
-            self.done = true;
+            *done = true;
             conn.close_stream(id);
-            return Poll::Ready(Some(Err(failure)));
-        }
-        if stream.remote_done {
-            drop(state);
-            self.done = true;
-            conn.close_stream(id);
-            return Poll::Ready(None);
+            return Poll::Ready(failure.map(|f| Err::<_, Error>(f)));
         }
         stream.waker = Some(cx.waker().clone());
         Poll::Pending

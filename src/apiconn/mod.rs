@@ -35,8 +35,10 @@ pub use conn::{Body, Error};
 
 /// Where the apiserver is: parsed once, shared by every tool's connection.
 pub struct Target {
-    /// `https://host:port` and an optional path prefix, without a trailing slash.
-    base: http::Uri,
+    /// `host:port` as the URL gives it (the requests' `:authority`).
+    authority: String,
+    /// The URL's path, without a trailing slash: put before every request's path.
+    prefix: String,
     host: String,
     port: u16,
     name: ServerName<'static>,
@@ -57,20 +59,24 @@ impl Target {
         let name = ServerName::try_from(host.clone())
             .map_err(|e| format!("the apiserver host {host}: {e}"))?;
         Ok(Self {
-            base: base.clone(),
+            authority: base.authority().map_or_else(String::new, |a| a.to_string()),
+            prefix: base.path().trim_end_matches('/').to_string(),
             port: base.port_u16().unwrap_or(443),
             host,
             name,
         })
     }
 
-    /// The absolute URI of a request made with a path (and query) only.
-    fn uri(&self, request: &http::Uri) -> Result<http::Uri, Error> {
-        let prefix = self.base.path().trim_end_matches('/');
+    /// The path (and query) on the apiserver of a request made with a path only.
+    fn path(&self, request: &http::Uri) -> String {
         let rest = request.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut parts = self.base.clone().into_parts();
-        parts.path_and_query = Some(format!("{prefix}{rest}").parse()?);
-        Ok(http::Uri::from_parts(parts)?)
+        format!("{}{rest}", self.prefix)
+    }
+
+    /// The absolute URI of a request made with a path (and query) only.
+    #[cfg(test)]
+    fn uri(&self, request: &http::Uri) -> Result<http::Uri, Error> {
+        Ok(format!("https://{}{}", self.authority, self.path(request)).parse()?)
     }
 }
 
@@ -115,14 +121,18 @@ impl Connection {
     /// Sends a request (its URI a path and query) and waits for the response head.
     pub async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Body>, Error> {
         let (parts, body) = request.into_parts();
-        let uri = self.target.uri(&parts.uri)?;
-        let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let authority = uri.authority().map_or("", |a| a.as_str());
+        let path = self.target.path(&parts.uri);
         let mut retried = false;
         loop {
             let conn = self.current().await?;
             match conn
-                .request(&parts.method, authority, path, &parts.headers, body.clone())
+                .request(
+                    &parts.method,
+                    &self.target.authority,
+                    &path,
+                    &parts.headers,
+                    body.clone(),
+                )
                 .await
             {
                 Ok(response) => return Ok(response),
