@@ -110,6 +110,36 @@ impl Drop for OwnCluster {
 /// The checkout under test. Read when the test runs (cargo sets it then too), not baked in at
 /// compile time: checkouts at different paths share one target dir, and a binary cargo thinks
 /// fresh may have been built from another checkout.
+/// Established TCP connections of process `proc_dir` (`/proc/PID`, `/proc/self`) to port `port`
+/// on 127.0.0.1.
+pub fn established_connections(proc_dir: &str, port: u16) -> usize {
+    let dir = format!("{proc_dir}/fd");
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    l.strip_prefix("socket:[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // remote address, state 01 = ESTABLISHED, inode
+            f.len() > 9 && f[2] == remote && f[3] == "01" && inodes.contains(f[9])
+        })
+        .count()
+}
+
 pub fn repo() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
@@ -387,31 +417,7 @@ impl Gateway {
 
     /// TCP connections the gateway process has open to `port` on 127.0.0.1 (from /proc).
     pub fn connections_to(&self, port: u16) -> usize {
-        let dir = format!("/proc/{}/fd", self.pid());
-        let inodes: std::collections::HashSet<String> = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter_map(|e| std::fs::read_link(e.path()).ok())
-                    .filter_map(|l| {
-                        let l = l.to_string_lossy().into_owned();
-                        l.strip_prefix("socket:[")
-                            .and_then(|r| r.strip_suffix(']'))
-                            .map(str::to_string)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let remote = format!("0100007F:{port:04X}");
-        std::fs::read_to_string("/proc/net/tcp")
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .filter(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                // remote address, state 01 = ESTABLISHED, inode
-                f.len() > 9 && f[2] == remote && f[3] == "01" && inodes.contains(f[9])
-            })
-            .count()
+        established_connections(&format!("/proc/{}", self.pid()), port)
     }
 
     pub fn start(pki: &Pki, extra_env: &[(&str, &str)]) -> Self {
